@@ -1,0 +1,192 @@
+"""The `broadsheet` command."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+import typer
+
+from app.settings import Settings, SettingsError, load_settings
+
+cli = typer.Typer(
+    help="Broadsheet: self-hosted email newsletter delivery.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+db_cli = typer.Typer(help="Database schema.", no_args_is_help=True)
+keys_cli = typer.Typer(help="API keys.", no_args_is_help=True)
+cli.add_typer(db_cli, name="db")
+cli.add_typer(keys_cli, name="keys")
+
+
+def settings_or_exit(**overrides: object) -> Settings:
+    """The settings, or one line naming the bad setting and exit status 2."""
+    try:
+        return load_settings(**overrides)
+    except SettingsError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def install_event_loop_policy() -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux and macOS
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Run `main(stop)`; SIGTERM and SIGINT set `stop` so it can drain and return."""
+
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await main(stop)
+
+    install_event_loop_policy()
+    asyncio.run(runner())
+
+
+@db_cli.command("upgrade")
+def db_upgrade() -> None:
+    """Upgrade the database schema to the latest version."""
+    from app.kit.migrate import upgrade
+
+    settings = settings_or_exit(dev=True)
+    upgrade(settings.database_url)
+    typer.echo("database is up to date")
+
+
+@keys_cli.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="What the key is for.")],
+    role: Annotated[str, typer.Option(help="admin or editor")] = "editor",
+) -> None:
+    """Create an API key and print it once."""
+    from app.keys.service import create_key
+    from app.kit.db import create_engine, create_sessionmaker, unit_of_work
+    from app.kit.text import check_single_line
+    from app.models import Role
+
+    if role not in ("admin", "editor"):
+        typer.echo("error: --role must be admin or editor", err=True)
+        raise typer.Exit(2)
+    try:
+        name = check_single_line(name)
+    except ValueError as exc:
+        typer.echo(f"error: --name {exc}", err=True)
+        raise typer.Exit(2) from None
+    settings = settings_or_exit(dev=True)
+
+    async def run() -> str:
+        engine = create_engine(settings.database_url)
+        try:
+            async with unit_of_work(create_sessionmaker(engine)) as session:
+                _, key = await create_key(session, name=name, role=Role(role))
+        finally:
+            await engine.dispose()
+        return key
+
+    typer.echo(asyncio.run(run()))
+
+
+@cli.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(help="API worker processes.")] = 1,
+) -> None:
+    """Serve the HTTP API (uvicorn)."""
+    import uvicorn
+
+    settings = settings_or_exit()
+    configure_logging(settings)
+    uvicorn.run(
+        "app.asgi:app",
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        proxy_headers=False,
+        access_log=False,
+        log_level=settings.log_level.lower(),
+    )
+
+
+@cli.command()
+def worker(
+    no_scheduler: Annotated[
+        bool, typer.Option("--no-scheduler", help="Deliver only; leave cron ticks to others.")
+    ] = False,
+) -> None:
+    """Deliver mail (issues and transactional) and run the scheduler loop until SIGTERM."""
+    from app.delivery.worker import run_worker
+
+    settings = settings_or_exit()
+    configure_logging(settings)
+    if settings.is_sqlite:
+        logging.getLogger("broadsheet").info("SQLite: run a single worker process")
+
+    async def main(stop: asyncio.Event) -> None:
+        await run_worker(settings, stop=stop, with_scheduler=not no_scheduler)
+
+    run_until_signalled(main)
+
+
+@cli.command("run-due")
+def run_due() -> None:
+    """One scheduler pass, for a system crontab; safe to run concurrently."""
+    from app.scheduling.runner import run_due_once
+
+    settings = settings_or_exit()
+    configure_logging(settings)
+    for line in asyncio.run(run_due_once(settings)):
+        typer.echo(line)
+
+
+@cli.command()
+def dev(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="HTTP port.")] = 8000,
+    smtp_port: Annotated[int, typer.Option(help="Port of the local mail catcher.")] = 1025,
+) -> None:
+    """Everything in one process on SQLite: API, worker, scheduler and a mail catcher."""
+    from app.dev import run_dev
+
+    run_dev(host=host, port=port, smtp_port=smtp_port)
+
+
+def _register_feature_commands() -> None:
+    from app.delivery.cli import send
+    from app.subscribers.cli import subscribers_cli
+
+    cli.add_typer(subscribers_cli, name="subscribers")
+    cli.command("send")(send)
+
+
+_register_feature_commands()
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,185 @@
+"""`broadsheet dev`: the whole service in one process, with a mail catcher you can read.
+
+Messages sent by the worker go to an aiosmtpd server on 127.0.0.1, are kept as `.eml`
+files under `./var/mail/`, and are shown at `/_dev/mail` on the same HTTP server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import html
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import HTMLResponse, Response
+
+from app.kit.errors import NotFound
+
+logger = logging.getLogger("broadsheet.dev")
+MAIL_DIR = Path("var/mail")
+
+
+class _Catcher:
+    """aiosmtpd handler: every accepted message is written to MAIL_DIR as one file."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.counter = len(list(self.directory.glob("*.eml")))
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        self.counter += 1
+        name = f"{self.counter:06d}.eml"
+        content: bytes = envelope.original_content or envelope.content
+        header = f"X-Envelope-To: {', '.join(envelope.rcpt_tos)}\r\n".encode()
+        (self.directory / name).write_bytes(header + content)
+        return "250 Message accepted for delivery"
+
+
+def mail_router(directory: Path) -> APIRouter:
+    router = APIRouter(prefix="/_dev/mail", include_in_schema=False)
+
+    def _files() -> list[Path]:
+        return sorted(directory.glob("*.eml"), reverse=True)
+
+    @router.get("", response_class=HTMLResponse)
+    async def inbox() -> str:
+        rows = []
+        for path in _files()[:200]:
+            msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+            rows.append(
+                f'<li><a href="/_dev/mail/{path.stem}"><strong>'
+                f"{html.escape(str(msg['Subject'] or '(no subject)'))}</strong></a>"
+                f"<span>to {html.escape(str(msg['To'] or ''))} · "
+                f"{html.escape(str(msg['Date'] or ''))}</span></li>"
+            )
+        items = "".join(rows) or "<li>No mail yet. Subscribe to a newsletter to get some.</li>"
+        return _page("Caught mail", f'<ul class="inbox">{items}</ul>')
+
+    @router.get("/{stem}", response_class=HTMLResponse)
+    async def show(stem: str) -> str:
+        path = _safe(directory, stem)
+        msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        html_part = msg.get_body(("html",))
+        text_part = msg.get_body(("plain",))
+        headers = "".join(
+            f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+            for k, v in msg.items()
+        )
+        body = (
+            '<p><a href="/_dev/mail">&larr; All mail</a> · '
+            f'<a href="/_dev/mail/{stem}/raw">raw</a></p>'
+        )
+        body += f"<h2>{html.escape(str(msg['Subject'] or ''))}</h2>"
+        body += f'<table class="headers">{headers}</table>'
+        if html_part is not None:
+            content = html_part.get_content()
+            body += (
+                '<h3>HTML</h3><iframe sandbox="allow-popups allow-popups-to-escape-sandbox" '
+                f'title="HTML part" srcdoc="{html.escape(content, quote=True)}"></iframe>'
+            )
+        if text_part is not None:
+            body += f"<h3>Text</h3><pre>{html.escape(text_part.get_content())}</pre>"
+        return _page(str(msg["Subject"] or "Message"), body)
+
+    @router.get("/{stem}/raw")
+    async def raw(stem: str) -> Response:
+        return Response(_safe(directory, stem).read_bytes(), media_type="text/plain")
+
+    return router
+
+
+def _safe(directory: Path, stem: str) -> Path:
+    if not stem.isdigit():
+        raise NotFound("no such message")
+    path = directory / f"{stem}.eml"
+    if not path.is_file():
+        raise NotFound("no such message")
+    return path
+
+
+def _page(title: str, body: str) -> str:
+    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{html.escape(title)} · Broadsheet dev mail</title>
+<link rel="stylesheet" href="/static/broadsheet.css"></head>
+<body class="dev-mail"><main class="card wide"><h1>Caught mail</h1>{body}</main></body></html>"""
+
+
+async def _ensure_admin_key(sessionmaker: Any, key_file: Path) -> str:
+    from app.keys.repository import get_active_by_hash
+    from app.keys.service import create_key, hash_key
+    from app.kit.db import unit_of_work
+    from app.models import Role
+
+    async with unit_of_work(sessionmaker) as session:
+        if key_file.is_file():
+            key = key_file.read_text().strip()
+            if await get_active_by_hash(session, hash_key(key)) is not None:
+                return key
+        _, key = await create_key(session, name="dev admin", role=Role.admin)
+    key_file.write_text(key + "\n")
+    os.chmod(key_file, 0o600)
+    return key
+
+
+def run_dev(*, host: str, port: int, smtp_port: int) -> None:
+    import uvicorn
+    from aiosmtpd.controller import Controller
+
+    from app.cli import configure_logging, install_event_loop_policy, settings_or_exit
+    from app.delivery.worker import run_worker
+    from app.kit.db import create_engine, create_sessionmaker
+    from app.kit.migrate import upgrade
+    from app.main import create_app
+
+    base_url = os.environ.get("BROADSHEET_BASE_URL", f"http://{host}:{port}")
+    settings = settings_or_exit(
+        dev=True,
+        base_url=base_url,
+        smtp_url=os.environ.get("BROADSHEET_SMTP_URL", f"smtp://127.0.0.1:{smtp_port}"),
+        retry_backoff_seconds=float(os.environ.get("BROADSHEET_RETRY_BACKOFF_SECONDS", "5")),
+    )
+    configure_logging(settings)
+    Path("var").mkdir(exist_ok=True)
+    upgrade(settings.database_url)
+
+    catcher = Controller(_Catcher(MAIL_DIR), hostname="127.0.0.1", port=smtp_port)
+    catcher.start()
+
+    async def main() -> None:
+        engine = create_engine(settings.database_url)
+        app: FastAPI = create_app(settings, engine=engine)
+        app.include_router(mail_router(MAIL_DIR))
+        key = await _ensure_admin_key(create_sessionmaker(engine), Path("var/dev-admin-key"))
+        server = uvicorn.Server(
+            uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
+        )
+        stop = asyncio.Event()
+        worker = asyncio.create_task(run_worker(settings, stop=stop, engine=engine))
+        banner = (
+            f"\n  Broadsheet is running at {base_url}\n"
+            f"  API docs:      {base_url}/docs\n"
+            f"  Caught mail:   {base_url}/_dev/mail  (SMTP catcher on 127.0.0.1:{smtp_port})\n"
+            f"  Admin API key: {key}\n"
+            f"  Database:      {settings.database_url}\n\n"
+            "  Press Ctrl+C to stop.\n"
+        )
+        print(banner, flush=True)  # noqa: T201
+        try:
+            await server.serve()
+        finally:
+            stop.set()
+            await worker
+            await engine.dispose()
+
+    install_event_loop_policy()
+    try:
+        asyncio.run(main())
+    finally:
+        catcher.stop()

@@ -1,0 +1,84 @@
+"""Request dependencies: settings, the request's session and transaction, and auth."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.keys.service import Principal, authenticate
+from app.kit.errors import Forbidden, Unauthorized
+from app.kit.tokens import Signer
+from app.models import Role
+from app.settings import Settings
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One transaction per request: committed when the endpoint returns, else rolled back.
+
+    `scope="function"` on the alias below makes the commit happen before the response
+    is sent, so a client never sees success for a change that was not stored.
+    """
+    async with request.app.state.sessionmaker() as session:
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+
+def get_signer(request: Request) -> Signer:
+    signer: Signer = request.app.state.signer
+    return signer
+
+
+SignerDep = Annotated[Signer, Depends(get_signer)]
+
+
+async def get_principal(request: Request, session: SessionDep, settings: SettingsDep) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, presented = header.partition(" ")
+    if scheme.lower() != "bearer" or not presented.strip():
+        raise Unauthorized()
+    principal = await authenticate(session, presented.strip(), settings.admin_api_key)
+    if principal is None:
+        raise Unauthorized()
+    return principal
+
+
+async def require_editor(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    return principal  # admin and editor both may
+
+
+async def require_admin(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    if principal.role is not Role.admin:
+        raise Forbidden("this needs an admin key")
+    return principal
+
+
+EditorKey = Annotated[Principal, Depends(require_editor)]
+AdminKey = Annotated[Principal, Depends(require_admin)]
+
+
+def client_ip(request: Request, settings: Settings) -> str:
+    """The client address; X-Forwarded-For is believed only from BROADSHEET_TRUSTED_PROXIES."""
+    peer = request.client.host if request.client else "unknown"
+    trusted = {p.strip() for p in settings.trusted_proxies.split(",") if p.strip()}
+    forwarded = request.headers.get("x-forwarded-for")
+    if forwarded and peer in trusted:
+        return forwarded.split(",")[-1].strip()[:64] or peer
+    return peer

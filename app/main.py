@@ -1,0 +1,104 @@
+"""The ASGI application: routers, error handlers, limits and lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app import __version__
+from app.kit.db import create_engine, create_sessionmaker
+from app.kit.errors import BroadsheetError
+from app.kit.limits import BodySizeLimit
+from app.kit.tokens import Signer
+from app.settings import Settings
+
+logger = logging.getLogger("broadsheet")
+
+STATIC_DIR = __file__.rsplit("/", 1)[0] + "/static"
+
+
+def create_app(settings: Settings, *, engine: AsyncEngine | None = None) -> FastAPI:
+    """Build the application; `engine` lets tests and `broadsheet dev` share one."""
+    owns_engine = engine is None
+    engine = engine or create_engine(settings.database_url)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if owns_engine:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Broadsheet",
+        version=__version__,
+        description="Self-hosted email newsletter delivery.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessionmaker = create_sessionmaker(engine)
+    app.state.signer = Signer(settings.secret, settings.previous_secrets)
+
+    _install_error_handlers(app)
+    _include_routers(app)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.add_middleware(
+        BodySizeLimit,
+        limit=settings.max_body_bytes,
+        large_limit=settings.max_import_bytes,
+        large_suffixes=("/subscribers/import",),
+    )
+    return app
+
+
+def _include_routers(app: FastAPI) -> None:
+    from app import health
+    from app.delivery import endpoints as delivery
+    from app.issues import endpoints as issues
+    from app.issues import pages as issue_pages
+    from app.keys import endpoints as keys
+    from app.newsletters import endpoints as newsletters
+    from app.scheduling import endpoints as scheduling
+    from app.subscribers import endpoints as subscribers
+    from app.subscribers import pages as subscriber_pages
+    from app.tracking import endpoints as tracking
+
+    for module in (
+        health,
+        keys,
+        newsletters,
+        subscribers,
+        subscriber_pages,
+        issues,
+        issue_pages,
+        delivery,
+        scheduling,
+        tracking,
+    ):
+        app.include_router(module.router)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(BroadsheetError)
+    async def _domain_error(request: Request, exc: BroadsheetError) -> JSONResponse:
+        return JSONResponse(
+            {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's default echoes the input back; bytes and very large inputs are dropped
+        # so the error body is always valid JSON and never huge.
+        errors = []
+        for error in exc.errors():
+            item = {k: error[k] for k in ("loc", "msg", "type") if k in error}
+            item["loc"] = [str(part) for part in item.get("loc", ())]
+            errors.append(item)
+        return JSONResponse({"detail": errors}, status_code=422)

@@ -1,0 +1,1 @@
+"""Benchmarks: run with bench/run (see README)."""
