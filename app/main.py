@@ -69,6 +69,7 @@ def _include_routers(app: FastAPI) -> None:
     from app.subscribers import endpoints as subscribers
     from app.subscribers import pages as subscriber_pages
     from app.tracking import endpoints as tracking
+    from app.tracking import webhooks
 
     for module in (
         health,
@@ -81,6 +82,7 @@ def _include_routers(app: FastAPI) -> None:
         delivery,
         scheduling,
         tracking,
+        webhooks,
     ):
         app.include_router(module.router)
 

@@ -1,0 +1,27 @@
+"""The Jinja2 environment for email templates: sandboxed, autoescaping, replaceable.
+
+Templates come from BROADSHEET_TEMPLATES_DIR when set (a deployment's own copy of
+`email_templates/`), else from the project's `email_templates/`.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from jinja2 import FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2.sandbox import SandboxedEnvironment
+
+DEFAULT_TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "email_templates"
+
+
+@lru_cache(maxsize=8)
+def email_environment(templates_dir: Path | None = None) -> SandboxedEnvironment:
+    directory = templates_dir or DEFAULT_TEMPLATES_DIR
+    return SandboxedEnvironment(
+        loader=FileSystemLoader(str(directory)),
+        autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
