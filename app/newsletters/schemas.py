@@ -1,0 +1,152 @@
+"""Newsletter payloads: every field a user types is validated before it is stored."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from croniter import croniter
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from app.kit.addresses import EmailAddress
+from app.kit.text import MultiLine, NonEmptyLine, check_single_line
+
+SLUG_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
+_TEMPLATE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+def _check_timezone(value: str) -> str:
+    value = check_single_line(value)
+    # ZoneInfo alone would accept a relative path such as "../x" on some systems and
+    # raise odd errors on others; the list of known zones is the authority.
+    if value not in _known_zones():
+        raise ValueError("is not a known IANA time zone (for example Europe/Berlin or UTC)")
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:  # pragma: no cover - listed zones load
+        raise ValueError("is not a known IANA time zone") from exc
+    return value
+
+
+_ZONES: set[str] = set()
+
+
+def _known_zones() -> set[str]:
+    if not _ZONES:
+        _ZONES.update(available_timezones())
+        _ZONES.add("UTC")
+    return _ZONES
+
+
+def _check_cron(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = " ".join(check_single_line(value).split())
+    if not value:
+        return None
+    if len(value.split(" ")) != 5 or not croniter.is_valid(value):
+        raise ValueError(
+            "is not a valid five-field cron expression (minute hour day month weekday, "
+            "for example '0 9 * * MON')"
+        )
+    return value
+
+
+def _check_template(value: str) -> str:
+    value = check_single_line(value)
+    if not _TEMPLATE_RE.match(value):
+        raise ValueError("must be a template name of lower-case letters, digits, - and _")
+    return value
+
+
+Timezone = Annotated[str, AfterValidator(_check_timezone)]
+Cron = Annotated[str | None, AfterValidator(_check_cron)]
+TemplateName = Annotated[str, AfterValidator(_check_template)]
+Slug = Annotated[str, Field(min_length=1, max_length=64, pattern=SLUG_PATTERN)]
+
+
+class NewsletterCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    slug: Slug
+    name: NonEmptyLine = Field(max_length=200)
+    description: MultiLine = Field(default="", max_length=5000)
+    from_name: NonEmptyLine = Field(max_length=200)
+    from_email: EmailAddress
+    reply_to: EmailAddress | None = None
+    postal_address: MultiLine = Field(default="", max_length=1000)
+    double_opt_in: bool = True
+    schedule_cron: Cron = Field(default=None, max_length=120)
+    timezone: Timezone = "UTC"
+    auto_send_upcoming: bool = False
+    track_opens: bool = False
+    track_clicks: bool = False
+    template: TemplateName = "default"
+
+
+class NewsletterUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    slug: Slug | None = None
+    name: NonEmptyLine | None = Field(default=None, max_length=200)
+    description: MultiLine | None = Field(default=None, max_length=5000)
+    from_name: NonEmptyLine | None = Field(default=None, max_length=200)
+    from_email: EmailAddress | None = None
+    reply_to: EmailAddress | None = None
+    postal_address: MultiLine | None = Field(default=None, max_length=1000)
+    double_opt_in: bool | None = None
+    schedule_cron: Cron = Field(default=None, max_length=120)
+    timezone: Timezone | None = None
+    auto_send_upcoming: bool | None = None
+    track_opens: bool | None = None
+    track_clicks: bool | None = None
+    template: TemplateName | None = None
+
+    # reply_to and schedule_cron may be cleared with null; every other field keeps a value.
+    @field_validator(
+        "slug",
+        "name",
+        "description",
+        "from_name",
+        "from_email",
+        "postal_address",
+        "double_opt_in",
+        "timezone",
+        "auto_send_upcoming",
+        "track_opens",
+        "track_clicks",
+        "template",
+        mode="before",
+    )
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("may not be null")
+        return value
+
+    def changes(self) -> dict[str, Any]:
+        return self.model_dump(exclude_unset=True)
+
+
+class NewsletterRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    slug: str
+    name: str
+    description: str
+    from_name: str
+    from_email: str
+    reply_to: str | None
+    postal_address: str
+    double_opt_in: bool
+    schedule_cron: str | None
+    timezone: str
+    auto_send_upcoming: bool
+    track_opens: bool
+    track_clicks: bool
+    template: str
+    created_at: datetime
+    updated_at: datetime

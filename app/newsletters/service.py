@@ -1,0 +1,45 @@
+"""Newsletter rules: unique slugs, validated fields (the schemas do the field checks)."""
+
+from __future__ import annotations
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.kit.errors import Conflict
+from app.models import Newsletter
+from app.newsletters import repository
+from app.newsletters.schemas import NewsletterCreate, NewsletterUpdate
+
+
+def _slug_conflict(slug: str) -> Conflict:
+    return Conflict(f"a newsletter with the slug {slug!r} already exists")
+
+
+async def create(session: AsyncSession, data: NewsletterCreate) -> Newsletter:
+    if await repository.slug_taken(session, data.slug):
+        raise _slug_conflict(data.slug)
+    newsletter = Newsletter(**data.model_dump())
+    session.add(newsletter)
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        # Lost a race for the slug; the request's transaction is rolled back with the 409.
+        raise _slug_conflict(data.slug) from exc
+    return newsletter
+
+
+async def update(
+    session: AsyncSession, newsletter: Newsletter, data: NewsletterUpdate
+) -> Newsletter:
+    changes = data.changes()
+    slug = changes.get("slug")
+    if slug is not None and slug != newsletter.slug:
+        if await repository.slug_taken(session, slug, except_id=newsletter.id):
+            raise _slug_conflict(slug)
+    for key, value in changes.items():
+        setattr(newsletter, key, value)
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        raise _slug_conflict(str(slug)) from exc
+    return newsletter
