@@ -1,0 +1,154 @@
+"""Persistent aiosmtplib connections to the configured SMTP servers, with failover.
+
+`SMTP_URL` may list several servers separated by commas: a connection tries them in
+order and uses the first that answers, so a primary that is down fails over to the next.
+Credentials never reach the logs: servers are described by scheme, host and port only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+
+import aiosmtplib
+
+from app.settings import SmtpTarget
+
+logger = logging.getLogger("broadsheet.smtp")
+
+
+class SmtpUnavailable(Exception):
+    """No configured SMTP server accepted a connection (or a login)."""
+
+    def __init__(self, message: str, *, auth_refused: aiosmtplib.SMTPException | None = None):
+        super().__init__(message)
+        self.auth_refused = auth_refused
+
+
+class Backoff:
+    """Capped exponential delay while the SMTP server cannot be reached.
+
+    Shared by every connection of a pool, so the whole worker slows down together and
+    speeds up again as soon as one connection gets through.
+    """
+
+    def __init__(self, *, first: float = 0.5, cap: float = 15.0) -> None:
+        self.first = first
+        self.cap = cap
+        self.delay = 0.0
+        self.down_until = 0.0
+
+    @property
+    def is_down(self) -> bool:
+        return time.monotonic() < self.down_until
+
+    def failed(self) -> float:
+        self.delay = self.first if self.delay == 0 else min(self.cap, self.delay * 2)
+        self.down_until = time.monotonic() + self.delay
+        return self.delay
+
+    def succeeded(self) -> None:
+        self.delay = 0.0
+        self.down_until = 0.0
+
+    async def wait(self) -> None:
+        remaining = self.down_until - time.monotonic()
+        if remaining > 0:
+            await asyncio.sleep(remaining)
+
+
+class SmtpConnection:
+    """One persistent SMTP session, made (again) on demand."""
+
+    def __init__(
+        self,
+        targets: Sequence[SmtpTarget],
+        *,
+        timeout: float,
+        local_hostname: str | None = None,
+    ) -> None:
+        if not targets:
+            raise ValueError("at least one SMTP target is required")
+        self.targets = list(targets)
+        self.timeout = timeout
+        self.local_hostname = local_hostname
+        self._client: aiosmtplib.SMTP | None = None
+        self.target: SmtpTarget | None = None
+
+    @property
+    def is_connected(self) -> bool:
+        return self._client is not None and self._client.is_connected
+
+    async def _connect_one(self, target: SmtpTarget) -> aiosmtplib.SMTP:
+        client = aiosmtplib.SMTP(
+            hostname=target.host,
+            port=target.port,
+            username=target.username,
+            password=target.password,
+            use_tls=target.implicit_tls,
+            start_tls=target.starttls,
+            validate_certs=target.validate_certs,
+            timeout=self.timeout,
+            local_hostname=self.local_hostname,
+        )
+        await client.connect()
+        return client
+
+    async def connect(self) -> aiosmtplib.SMTP:
+        """The live client, connecting to the first target that answers."""
+        if self._client is not None and self._client.is_connected:
+            return self._client
+        await self.close()
+        errors: list[str] = []
+        auth_refused: aiosmtplib.SMTPException | None = None
+        for target in self.targets:
+            try:
+                client = await self._connect_one(target)
+            except aiosmtplib.SMTPAuthenticationError as exc:
+                auth_refused = exc
+                errors.append(f"{target.describe()}: login refused ({exc.code})")
+            except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
+                errors.append(f"{target.describe()}: {type(exc).__name__}: {exc}")
+            else:
+                if self.target is not None and target != self.target:
+                    logger.warning("SMTP failover: now sending through %s", target.describe())
+                self._client = client
+                self.target = target
+                return client
+        raise SmtpUnavailable("; ".join(errors), auth_refused=auth_refused)
+
+    async def sendmail(self, mail_from: str, rcpt_to: str, data: bytes) -> str:
+        """Send one message to one recipient; the server's reply to DATA.
+
+        Raises aiosmtplib errors (see `classify.classify_exception`) or SmtpUnavailable.
+        """
+        client = await self.connect()
+        _errors, reply = await client.sendmail(mail_from, [rcpt_to], data)
+        return reply
+
+    def drop(self) -> None:
+        """Forget a connection that is broken or that the server asked us to close."""
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.close()
+            except Exception:  # a broken transport may fail to close; it is gone anyway
+                logger.debug("closing a broken SMTP connection failed", exc_info=True)
+
+    async def close(self) -> None:
+        """QUIT politely when possible, then forget the connection."""
+        client, self._client = self._client, None
+        if client is None:
+            return
+        try:
+            if client.is_connected:
+                await asyncio.wait_for(client.quit(), timeout=2)
+        except (TimeoutError, aiosmtplib.SMTPException, OSError):
+            pass
+        finally:
+            try:
+                client.close()
+            except Exception:
+                logger.debug("closing an SMTP connection failed", exc_info=True)
