@@ -1,5 +1,104 @@
+"""Scheduling endpoints: ready, one-off schedule, the upcoming draft, the overview."""
+
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
 
-router = APIRouter()
+from fastapi import APIRouter, Depends, Path, status
+
+from app.kit.clock import utcnow
+from app.kit.deps import EditorKey, SessionDep, SettingsDep
+from app.kit.errors import NotFound
+from app.models import Issue
+from app.newsletters.deps import NewsletterDep
+from app.scheduling import repository, service
+from app.scheduling.schemas import (
+    IssueSummary,
+    ScheduleAt,
+    ScheduleOverview,
+    StoryIn,
+    StoryOut,
+    UpcomingStoryCreated,
+)
+
+router = APIRouter(prefix="/api/v1", tags=["scheduling"])
+
+
+async def _get_issue(
+    session: SessionDep, issue_id: Annotated[int, Path(ge=1, le=2**63 - 1)]
+) -> Issue:
+    issue = await repository.get_issue(session, issue_id)
+    if issue is None:
+        raise NotFound(f"no issue with the id {issue_id}")
+    return issue
+
+
+IssueDep = Annotated[Issue, Depends(_get_issue)]
+
+
+async def _summary(session: SessionDep, issue: Issue) -> IssueSummary:
+    return (await service.summarise(session, [issue]))[0]
+
+
+@router.post("/issues/{issue_id}/ready", response_model=IssueSummary)
+async def mark_ready(_: EditorKey, issue: IssueDep, session: SessionDep) -> IssueSummary:
+    """Make a draft the next issue for the newsletter's cron schedule."""
+    issue = await service.mark_ready(session, issue, now=utcnow())
+    return await _summary(session, issue)
+
+
+@router.delete("/issues/{issue_id}/ready", response_model=IssueSummary)
+async def unmark_ready(_: EditorKey, issue: IssueDep, session: SessionDep) -> IssueSummary:
+    """Take a ready issue back to draft."""
+    issue = await service.unmark_ready(session, issue)
+    return await _summary(session, issue)
+
+
+@router.post("/issues/{issue_id}/schedule", response_model=IssueSummary)
+async def schedule_issue(
+    _: EditorKey, body: ScheduleAt, issue: IssueDep, session: SessionDep
+) -> IssueSummary:
+    """Send the issue once at `at` (ISO-8601 with a UTC offset, in the future)."""
+    issue = await service.schedule(session, issue, body.at, now=utcnow())
+    return await _summary(session, issue)
+
+
+@router.delete("/issues/{issue_id}/schedule", response_model=IssueSummary)
+async def unschedule_issue(_: EditorKey, issue: IssueDep, session: SessionDep) -> IssueSummary:
+    """Cancel a one-off schedule; the issue is a draft again."""
+    issue = await service.unschedule(session, issue)
+    return await _summary(session, issue)
+
+
+@router.post("/issues/{issue_id}/unschedule", response_model=IssueSummary)
+async def unschedule_issue_post(_: EditorKey, issue: IssueDep, session: SessionDep) -> IssueSummary:
+    """The same as DELETE .../schedule, for clients that only POST."""
+    issue = await service.unschedule(session, issue)
+    return await _summary(session, issue)
+
+
+@router.post(
+    "/newsletters/{slug}/upcoming/stories",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UpcomingStoryCreated,
+)
+async def append_upcoming_story(
+    _: EditorKey, body: StoryIn, newsletter: NewsletterDep, session: SessionDep
+) -> UpcomingStoryCreated:
+    """Append a story to the upcoming draft (the newest draft), creating it if needed."""
+    issue, story, created = await service.append_upcoming_story(
+        session, newsletter, body, now=utcnow()
+    )
+    return UpcomingStoryCreated(
+        issue=await _summary(session, issue),
+        issue_created=created,
+        story=StoryOut.model_validate(story),
+    )
+
+
+@router.get("/newsletters/{slug}/schedule", response_model=ScheduleOverview)
+async def get_schedule(
+    _: EditorKey, newsletter: NewsletterDep, session: SessionDep, settings: SettingsDep
+) -> ScheduleOverview:
+    """Next ticks (local and UTC), the upcoming, ready and scheduled issues, recent ticks."""
+    return await service.overview(session, newsletter, settings=settings, now=utcnow())
