@@ -18,15 +18,26 @@ _FORBIDDEN = re.compile("[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
 # Control characters that are also refused in multi-line fields (Markdown bodies keep
 # their newlines and tabs, but never NUL and friends).
 _FORBIDDEN_MULTILINE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# An RFC 2047 encoded word (`=?charset?q?...?=`). The `email` package decodes these when
+# a header is set and, on Python before 3.11.10 / 3.12.5 (CVE-2024-6923), writes a decoded
+# CR or LF back out raw: `=?UTF-8?Q?=0A?=Bcc: x@evil.example` becomes a Bcc header. Nobody
+# types an encoded word by accident, so one-line values and addresses refuse them.
+_ENCODED_WORD = re.compile(r"=\?[^?]*\?[bq]\?[^?]*\?=", re.IGNORECASE)
 
 
 def has_line_break(value: str) -> bool:
     return _FORBIDDEN.search(value) is not None
 
 
+def has_encoded_word(value: str) -> bool:
+    return _ENCODED_WORD.search(value) is not None
+
+
 def check_single_line(value: str) -> str:
     if _FORBIDDEN.search(value):
         raise ValueError("must not contain line breaks or control characters")
+    if _ENCODED_WORD.search(value):
+        raise ValueError("must not contain an encoded word (=?charset?q?...?=)")
     return value.strip()
 
 
