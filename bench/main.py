@@ -1,0 +1,360 @@
+"""The Broadsheet benchmark: `bench/run [options]` (which ends in `python -m bench.main`).
+
+One run starts one `smtp-sink` and, R times over (interleaved, so that the machine's
+drift hits every measure alike), measures the baselines and Broadsheet on SQLite and on
+PostgreSQL. It reports medians over the repeats, and ratios computed within each repeat
+(then their median), never across runs. Results: bench/results/<date>-<dbs>.json and
+bench/results/latest.md. See /work/notes/README-bench.md for what each figure means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import os
+import shlex
+import statistics
+import sys
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from bench import baselines, report
+from bench.broadsheet import deployment
+from bench.database import fresh_database
+from bench.procs import Processes, signals_as_exceptions
+from bench.sink import SmtpSink
+from bench.subscribe import run_subscribe, wrk_path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+Figures = dict[str, Any]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="bench/run", description=__doc__.split("\n\n")[0])
+    p.add_argument("--n", type=int, default=20_000, help="subscribers per end-to-end send")
+    p.add_argument("--repeats", type=int, default=3, help="interleaved repeats (medians)")
+    p.add_argument("--db", default="sqlite,postgresql", help="sqlite, postgresql or both")
+    p.add_argument("--pool-size", type=int, default=8, help="SMTP_POOL_SIZE (and raw connections)")
+    p.add_argument("--source-messages", type=int, default=20_000)
+    p.add_argument("--source-sessions", type=int, default=16)
+    p.add_argument("--raw-messages", type=int, default=10_000)
+    p.add_argument("--naive-messages", type=int, default=500)
+    p.add_argument(
+        "--peer",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="django-newsletter beside ours (default: when its script is found)",
+    )
+    p.add_argument("--peer-messages", type=int, default=2_000)
+    p.add_argument(
+        "--enqueue-n", type=int, default=100_000, help="recipients for the enqueue timing"
+    )
+    p.add_argument(
+        "--two-workers",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also send with two worker processes on PostgreSQL",
+    )
+    p.add_argument(
+        "--subscribe",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="wrk against POST /newsletters/{slug}/subscribe on PostgreSQL",
+    )
+    p.add_argument("--api-workers", type=int, default=2)
+    p.add_argument("--wrk-seconds", type=int, default=10)
+    p.add_argument("--wrk-connections", type=int, default=32)
+    p.add_argument("--subscribe-double-opt-in", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument(
+        "--big",
+        action="store_true",
+        help="also: enqueue 1,000,000 on PostgreSQL and worker RSS at 10k vs 1M",
+    )
+    p.add_argument("--big-n", type=int, default=1_000_000)
+    p.add_argument(
+        "--big-timeout",
+        type=float,
+        default=1200.0,
+        help="seconds the 1M send may take before the measure stops it",
+    )
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy the worker during the first PostgreSQL send (speedscope file)",
+    )
+    p.add_argument(
+        "--only",
+        default="",
+        help="comma-separated subset: source,raw,naive,peer,sqlite,postgresql,subscribe",
+    )
+    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--no-write", action="store_true", help="print, do not write results")
+    return p.parse_args(argv)
+
+
+def send_timeout(n: int) -> float:
+    # Generous: a send slower than 50 messages/s is a failure worth stopping for.
+    return max(60.0, n / 50)
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, sink: SmtpSink, processes: Processes) -> None:
+        self.args = args
+        self.sink = sink
+        self.processes = processes
+        self.dbs = [d.strip() for d in args.db.split(",") if d.strip()]
+        self.only = {s.strip() for s in args.only.split(",") if s.strip()}
+        self.message_size = baselines.message_size()
+        self.failures: list[str] = []
+        self.info: Figures = {"message_bytes_baselines": self.message_size}
+
+    def wanted(self, name: str) -> bool:
+        return not self.only or name in self.only
+
+    def scenarios(self) -> list[tuple[str, Callable[[int], Awaitable[Figures]]]]:
+        a = self.args
+        out: list[tuple[str, Callable[[int], Awaitable[Figures]]]] = []
+        if self.wanted("source"):
+            out.append(("source", self.source))
+        if self.wanted("raw"):
+            out.append(("raw", self.raw))
+        if self.wanted("naive"):
+            out.append(("naive", self.naive))
+        peer = a.peer if a.peer is not None else baselines.peer_available()
+        if peer and self.wanted("peer"):
+            out.append(("peer", self.peer))
+        for kind in self.dbs:
+            if self.wanted(kind):
+                out.append((kind, self._broadsheet(kind)))
+        if a.subscribe and "postgresql" in self.dbs and self.wanted("subscribe"):
+            if wrk_path():
+                out.append(("subscribe", self.subscribe))
+            else:
+                self.failures.append("subscribe: wrk not found (bench/run installs it)")
+        return out
+
+    async def source(self, repeat: int) -> Figures:
+        return await asyncio.to_thread(
+            baselines.smtp_source,
+            self.sink,
+            messages=self.args.source_messages,
+            sessions=self.args.source_sessions,
+            size=self.message_size,
+        )
+
+    async def raw(self, repeat: int) -> Figures:
+        return await asyncio.to_thread(
+            baselines.python_client,
+            "raw",
+            self.sink,
+            messages=self.args.raw_messages,
+            connections=self.args.pool_size,
+        )
+
+    async def naive(self, repeat: int) -> Figures:
+        return await asyncio.to_thread(
+            baselines.python_client,
+            "naive",
+            self.sink,
+            messages=self.args.naive_messages,
+            connections=self.args.pool_size,
+        )
+
+    async def peer(self, repeat: int) -> Figures:
+        return await asyncio.to_thread(
+            baselines.django_newsletter, self.sink, messages=self.args.peer_messages
+        )
+
+    async def subscribe(self, repeat: int) -> Figures:
+        async with fresh_database("postgresql", f"subscribe{repeat}") as db:
+            return await asyncio.to_thread(
+                run_subscribe,
+                db,
+                self.processes,
+                api_workers=self.args.api_workers,
+                seconds=self.args.wrk_seconds,
+                connections=self.args.wrk_connections,
+                double_opt_in=self.args.subscribe_double_opt_in,
+            )
+
+    def _broadsheet(self, kind: str) -> Callable[[int], Awaitable[Figures]]:
+        async def run(repeat: int) -> Figures:
+            return await self.broadsheet(kind, repeat)
+
+        return run
+
+    async def broadsheet(self, kind: str, repeat: int) -> Figures:
+        a = self.args
+        figures: Figures = {}
+        async with (
+            fresh_database(kind, f"e2e{repeat}") as db,
+            deployment(db, self.sink, self.processes, pool_size=a.pool_size) as dep,
+        ):
+            slug, _ = await dep.newsletter_with_subscribers(a.n)
+            plans = ["one"]
+            if kind == "postgresql" and a.two_workers:
+                # Alternate which goes first, so the second send's fuller tables even out.
+                plans = ["one", "two"] if repeat % 2 == 0 else ["two", "one"]
+            for plan in plans:
+                issue_id = await dep.create_issue(slug)
+                if "message_bytes" not in figures:
+                    figures["message_bytes"] = await dep.message_bytes(issue_id)
+                profile = None
+                if a.profile and repeat == 0 and plan == "one":
+                    profile = (
+                        a.out / "profiles" / f"worker-{kind}-{dt.date.today()}.speedscope.json"
+                    )
+                result = await dep.send(
+                    issue_id,
+                    workers=1 if plan == "one" else 2,
+                    timeout=send_timeout(a.n),
+                    profile=profile,
+                )
+                figures["send" if plan == "one" else "send_two_workers"] = result.as_dict()
+            if a.enqueue_n:
+                big_slug, _ = await dep.newsletter_with_subscribers(a.enqueue_n)
+                issue_id = await dep.create_issue(big_slug)
+                seconds, recipients = await dep.enqueue_only(issue_id)
+                figures["enqueue_big"] = {"recipients": recipients, "seconds": seconds}
+        return figures
+
+    async def big(self) -> Figures:
+        """Once, not repeated: 1M enqueue on PostgreSQL; worker RSS for 10k vs 1M."""
+        a = self.args
+        out: Figures = {}
+        async with (
+            fresh_database("postgresql", "big") as db,
+            deployment(db, self.sink, self.processes, pool_size=a.pool_size) as dep,
+        ):
+            small_slug, _ = await dep.newsletter_with_subscribers(10_000)
+            issue_id = await dep.create_issue(small_slug)
+            out["send_10k"] = (await dep.send(issue_id, workers=1, timeout=300)).as_dict()
+            t0 = time.monotonic()
+            big_slug, _ = await dep.newsletter_with_subscribers(a.big_n)
+            out["load_seconds"] = time.monotonic() - t0
+            issue_id = await dep.create_issue(big_slug)
+            seconds, recipients = await dep.enqueue_only(issue_id)
+            out["enqueue_1m"] = {"recipients": recipients, "seconds": seconds}
+            self.sink.forget_before(self.sink.count)
+            result = await dep.send(
+                issue_id, workers=1, timeout=a.big_timeout, already_enqueued=recipients
+            )
+            out["send_1m"] = result.as_dict()
+        return out
+
+
+def median_of(values: list[Any]) -> Any:
+    numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+    return statistics.median(numbers) if numbers else None
+
+
+def flatten(prefix: str, value: Any, into: dict[str, Any]) -> None:
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            flatten(f"{prefix}.{key}" if prefix else key, inner, into)
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        into[prefix] = value
+
+
+def summarise(repeats: list[dict[str, Figures]]) -> dict[str, dict[str, Any]]:
+    """Per flattened figure: the median, min, max and every value over the repeats."""
+    series: dict[str, list[Any]] = {}
+    for one in repeats:
+        flat: dict[str, Any] = {}
+        flatten("", one, flat)
+        for key, value in flat.items():
+            series.setdefault(key, []).append(value)
+    return {
+        key: {"median": median_of(vals), "min": min(vals), "max": max(vals), "values": vals}
+        for key, vals in sorted(series.items())
+    }
+
+
+async def run(args: argparse.Namespace) -> int:
+    started = dt.datetime.now(dt.UTC)
+    repeats: list[dict[str, Figures]] = []
+    big: Figures | None = None
+    with Processes() as processes, signals_as_exceptions():
+        sink = SmtpSink(processes)
+        bench = Bench(args, sink, processes)
+        scenarios = bench.scenarios()
+        print(
+            f"smtp-sink on 127.0.0.1:{sink.port}; message {bench.message_size} bytes; "
+            f"scenarios: {', '.join(n for n, _ in scenarios)}; repeats: {args.repeats}",
+            flush=True,
+        )
+        for r in range(args.repeats):
+            # Rotate the order each repeat: no measure always runs first or last.
+            order = scenarios[r % len(scenarios) :] + scenarios[: r % len(scenarios)]
+            figures: dict[str, Figures] = {}
+            for name, scenario in order:
+                t0 = time.monotonic()
+                try:
+                    figures[name] = await scenario(r)
+                except (KeyboardInterrupt, asyncio.CancelledError):
+                    raise
+                except Exception as exc:  # one broken measure must not lose the others
+                    bench.failures.append(f"repeat {r + 1} {name}: {exc!r}")
+                    traceback.print_exc()
+                print(
+                    f"[{r + 1}/{args.repeats}] {name}: {time.monotonic() - t0:.1f} s "
+                    f"{report.one_line(name, figures.get(name))}",
+                    flush=True,
+                )
+            repeats.append(figures)
+        if args.big:
+            try:
+                big = await bench.big()
+                print(f"big: {json.dumps(big)}", flush=True)
+            except Exception as exc:
+                bench.failures.append(f"big: {exc!r}")
+                traceback.print_exc()
+    summary = summarise(repeats)
+    ratios = report.ratios_per_repeat(repeats)
+    result: dict[str, Any] = {
+        "started_at": started.isoformat(timespec="seconds"),
+        "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "command": "bench/run " + shlex.join(sys.argv[1:]),
+        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "machine": report.machine_info(),
+        "info": bench.info,
+        "repeats": repeats,
+        "summary": summary,
+        "ratios": ratios,
+        "big": big,
+        "failures": bench.failures,
+    }
+    result["targets"] = report.targets(result)
+    markdown = report.markdown(result)
+    print(markdown)
+    if not args.no_write:
+        args.out.mkdir(parents=True, exist_ok=True)
+        name = f"{started.date()}-{'-'.join(bench.dbs)}{'-big' if args.big else ''}.json"
+        (args.out / name).write_text(json.dumps(result, indent=2) + "\n")
+        (args.out / "latest.md").write_text(markdown)
+        print(f"wrote {args.out / name} and {args.out / 'latest.md'}")
+    return 1 if bench.failures else 0
+
+
+def main() -> None:
+    args = parse_args()
+    os.chdir(Path(__file__).resolve().parent.parent)
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    try:
+        sys.exit(asyncio.run(run(args)))
+    except KeyboardInterrupt:
+        print("interrupted; every process stopped", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
