@@ -1,5 +1,243 @@
+"""Editor API for subscribers: list, add, read, change, remove, import, export; erasure."""
+
 from __future__ import annotations
 
-from fastapi import APIRouter
+import csv
+import io
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
 
-router = APIRouter()
+from fastapi import APIRouter, Path, Query, Request, status
+from fastapi.responses import StreamingResponse
+from starlette.datastructures import UploadFile
+
+from app.kit.deps import AdminKey, EditorKey, SessionDep, SettingsDep, SignerDep
+from app.kit.errors import BadRequest, Invalid
+from app.kit.pagination import Page, PageParamsDep, make_page
+from app.models import SubscriptionStatus
+from app.newsletters.deps import NewsletterDep
+from app.subscribers import repository, service
+from app.subscribers.errors import UnsupportedMediaType
+from app.subscribers.importer import import_csv
+from app.subscribers.schemas import (
+    ImportResult,
+    SubscriberAdd,
+    SubscriptionRead,
+    SubscriptionUpdate,
+)
+
+router = APIRouter(prefix="/api/v1", tags=["subscribers"])
+
+CSV_TYPES = frozenset({"text/csv", "application/csv", "text/plain", "application/vnd.ms-excel", ""})
+EXPORT_PAGE = 1000
+EXPORT_COLUMNS = [
+    "email",
+    "name",
+    "status",
+    "source",
+    "created_at",
+    "confirmed_at",
+    "unsubscribed_at",
+    "attributes",
+]
+StatusQuery = Annotated[SubscriptionStatus | None, Query()]
+
+
+@router.get("/newsletters/{slug}/subscribers", response_model=Page[SubscriptionRead])
+async def list_subscribers(
+    session: SessionDep,
+    _: EditorKey,
+    newsletter: NewsletterDep,
+    page: PageParamsDep,
+    status: StatusQuery = None,
+    q: Annotated[str | None, Query(max_length=320)] = None,
+) -> Page[SubscriptionRead]:
+    rows = await repository.list_page(
+        session,
+        newsletter_id=newsletter.id,
+        status=status.value if status else None,
+        q=q.strip() if q else None,
+        after_id=page.after_id,
+        limit=page.limit,
+    )
+    return make_page(
+        [SubscriptionRead.build(s, p) for s, p in rows], [s.id for s, _ in rows], page.limit
+    )
+
+
+@router.post(
+    "/newsletters/{slug}/subscribers",
+    status_code=status.HTTP_201_CREATED,
+    response_model=SubscriptionRead,
+)
+async def add_subscriber(
+    body: SubscriberAdd,
+    session: SessionDep,
+    settings: SettingsDep,
+    signer: SignerDep,
+    _: EditorKey,
+    newsletter: NewsletterDep,
+) -> SubscriptionRead:
+    subscription, subscriber = await service.add_by_editor(
+        session, settings=settings, signer=signer, newsletter=newsletter, data=body
+    )
+    return SubscriptionRead.build(subscription, subscriber)
+
+
+async def _upload_chunks(upload: UploadFile) -> AsyncIterator[bytes]:
+    try:
+        while chunk := await upload.read(64 * 1024):
+            yield chunk
+    finally:
+        await upload.close()
+
+
+@router.post("/newsletters/{slug}/subscribers/import", response_model=ImportResult)
+async def import_subscribers(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: EditorKey,
+    newsletter: NewsletterDep,
+) -> ImportResult:
+    """The body is the CSV (`text/csv`), or a multipart upload with a `file` field.
+
+    Streamed and written in batches of 1000 rows, each in its own transaction; a second
+    import of the same file changes nothing.
+    """
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    chunks: AsyncIterator[bytes]
+    if media_type == "multipart/form-data":
+        try:
+            form = await request.form(max_files=1, max_fields=10)
+        except Exception as exc:  # malformed multipart bodies raise several kinds
+            raise BadRequest("the multipart body could not be read") from exc
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise Invalid("file", "send the CSV as a file field named 'file'")
+        chunks = _upload_chunks(upload)
+    elif media_type in CSV_TYPES:
+        chunks = request.stream()
+    else:
+        raise UnsupportedMediaType("send the CSV as text/csv or as multipart/form-data")
+    newsletter_id = newsletter.id
+    # The import writes in its own short transactions; end the request's one first, so
+    # nothing it wrote (the key's last use) holds a lock while the file streams in.
+    await session.commit()
+    report = await import_csv(
+        request.app.state.sessionmaker,
+        chunks,
+        newsletter_id=newsletter_id,
+        consent_text=f"imported by {principal.name}",
+        allow_utf8_local=settings.smtputf8,
+    )
+    return ImportResult.model_validate(report.as_dict())
+
+
+def _csv_line(values: list[Any]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerow(values)
+    return buffer.getvalue()
+
+
+@router.get("/newsletters/{slug}/subscribers/export")
+async def export_subscribers(
+    request: Request,
+    _: EditorKey,
+    newsletter: NewsletterDep,
+    status: StatusQuery = None,
+) -> StreamingResponse:
+    """Every subscription as CSV, streamed page by page (keyset by id)."""
+    sessionmaker = request.app.state.sessionmaker
+    newsletter_id = newsletter.id
+    status_value = status.value if status else None
+
+    async def rows() -> AsyncIterator[str]:
+        yield _csv_line(EXPORT_COLUMNS)
+        after_id = 0
+        while True:
+            # Its own session per page: the request's session is closed by the time the
+            # body streams, and no transaction stays open between pages.
+            async with sessionmaker() as export_session:
+                page = await repository.export_page(
+                    export_session,
+                    newsletter_id=newsletter_id,
+                    status=status_value,
+                    after_id=after_id,
+                    limit=EXPORT_PAGE,
+                )
+            if not page:
+                return
+            buffer = io.StringIO()
+            writer = csv.writer(buffer, lineterminator="\r\n")
+            for row in page:
+                writer.writerow(
+                    [
+                        row.email,
+                        row.name,
+                        row.status,
+                        row.source,
+                        row.created_at.isoformat(),
+                        row.confirmed_at.isoformat() if row.confirmed_at else "",
+                        row.unsubscribed_at.isoformat() if row.unsubscribed_at else "",
+                        json.dumps(row.attributes or {}, ensure_ascii=False, sort_keys=True),
+                    ]
+                )
+            yield buffer.getvalue()
+            after_id = page[-1].id
+            if len(page) < EXPORT_PAGE:
+                return
+
+    filename = f"{newsletter.slug}-subscribers.csv"
+    return StreamingResponse(
+        rows(),
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+@router.get("/newsletters/{slug}/subscribers/{subscription_id}", response_model=SubscriptionRead)
+async def get_subscriber(
+    subscription_id: int, session: SessionDep, _: EditorKey, newsletter: NewsletterDep
+) -> SubscriptionRead:
+    subscription, subscriber = await service.get_subscription(session, newsletter, subscription_id)
+    return SubscriptionRead.build(subscription, subscriber)
+
+
+@router.patch("/newsletters/{slug}/subscribers/{subscription_id}", response_model=SubscriptionRead)
+async def update_subscriber(
+    subscription_id: int,
+    body: SubscriptionUpdate,
+    session: SessionDep,
+    _: EditorKey,
+    newsletter: NewsletterDep,
+) -> SubscriptionRead:
+    subscription, subscriber = await service.update_subscription(
+        session, newsletter, subscription_id, body
+    )
+    return SubscriptionRead.build(subscription, subscriber)
+
+
+@router.delete(
+    "/newsletters/{slug}/subscribers/{subscription_id}", status_code=status.HTTP_204_NO_CONTENT
+)
+async def delete_subscriber(
+    subscription_id: int, session: SessionDep, _: EditorKey, newsletter: NewsletterDep
+) -> None:
+    await service.delete_subscription(session, newsletter, subscription_id)
+
+
+@router.delete("/subscribers/{email:path}", status_code=status.HTTP_204_NO_CONTENT)
+async def erase_subscriber(
+    email: Annotated[str, Path(max_length=320)],
+    session: SessionDep,
+    settings: SettingsDep,
+    _: AdminKey,
+) -> None:
+    """GDPR erasure: delete the person from every newsletter, their events and mail, and
+    suppress the address so it is never mailed again."""
+    await service.erase(session, settings=settings, email=email)

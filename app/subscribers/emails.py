@@ -1,0 +1,96 @@
+"""The confirmation email, written to the outbox in the caller's transaction.
+
+The row is the mail: if the transaction that creates the subscription commits, the
+confirmation is there for the worker to send (and retry); if it rolls back, neither
+exists. The HTML comes from `email_templates/confirmation.html` with its CSS inlined by
+premailer; the text part from `confirmation.txt`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import premailer
+from anyio import to_thread
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.kit.clock import utcnow
+from app.kit.links import confirm_url
+from app.kit.tokens import Signer
+from app.models import Newsletter, OutboxMessage, Subscriber, Subscription
+from app.rendering.environment import email_environment
+from app.rendering.transactional import build_message, message_id
+from app.settings import Settings
+
+CONFIRMATION_KIND = "confirmation"
+
+
+def confirmation_subject(newsletter: Newsletter) -> str:
+    return f"Confirm your subscription to {newsletter.name}"
+
+
+def render_confirmation(
+    settings: Settings, newsletter: Newsletter, subscriber: Subscriber, url: str
+) -> tuple[str, str]:
+    """The (text, inlined HTML) of the confirmation email."""
+    env = email_environment(settings.templates_dir)
+    context = {
+        "newsletter_name": newsletter.name,
+        "from_name": newsletter.from_name,
+        "postal_address": newsletter.postal_address.strip(),
+        "subscriber_name": subscriber.name,
+        "email": subscriber.email,
+        "confirm_url": url,
+    }
+    text = env.get_template("confirmation.txt").render(context)
+    html = env.get_template("confirmation.html").render(context)
+    inlined: str = premailer.transform(
+        html,
+        allow_network=False,
+        cssutils_logging_level=logging.CRITICAL,
+        disable_validation=True,
+    )
+    return text, inlined
+
+
+async def queue_confirmation(
+    session: AsyncSession,
+    *,
+    settings: Settings,
+    signer: Signer,
+    newsletter: Newsletter,
+    subscription: Subscription,
+    subscriber: Subscriber,
+) -> OutboxMessage:
+    """Add the confirmation email for `subscription` to the outbox (flushes, never commits)."""
+    url = confirm_url(settings.base_url, signer, subscription.id)
+    # premailer parses and walks the whole document: keep it off the event loop.
+    text, html = await to_thread.run_sync(
+        render_confirmation, settings, newsletter, subscriber, url
+    )
+    outbox = OutboxMessage(
+        kind=CONFIRMATION_KIND,
+        mail_from=newsletter.from_email,
+        rcpt_to=subscriber.email,
+        message=b"",
+        message_id="",
+        subscription_id=subscription.id,
+    )
+    session.add(outbox)
+    await session.flush()  # the outbox id names the Message-ID: unique per message sent
+    outbox.message_id = message_id("confirm", outbox.id, settings.base_host)
+    outbox.message = build_message(
+        from_name=newsletter.from_name,
+        from_email=newsletter.from_email,
+        to_email=subscriber.email,
+        to_name=subscriber.name,
+        subject=confirmation_subject(newsletter),
+        text=text,
+        html=html,
+        message_id=outbox.message_id,
+        reply_to=newsletter.reply_to,
+        headers={"Auto-Submitted": "auto-generated"},
+    )
+    subscription.confirmation_sent_at = utcnow()
+    await session.flush()
+    return outbox

@@ -1,0 +1,7 @@
+from __future__ import annotations
+
+from app.kit.errors import BroadsheetError
+
+
+class UnsupportedMediaType(BroadsheetError):
+    status_code = 415

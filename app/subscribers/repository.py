@@ -1,0 +1,270 @@
+"""Queries on subscribers and subscriptions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, delete, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.kit.sql import insert_ignore
+from app.models import (
+    Delivery,
+    DeliveryStatus,
+    Event,
+    Newsletter,
+    OutboxMessage,
+    Subscriber,
+    Subscription,
+    SubscriptionStatus,
+    Suppression,
+)
+
+
+async def get_subscriber_by_email(session: AsyncSession, email: str) -> Subscriber | None:
+    result = await session.execute(select(Subscriber).where(Subscriber.email == email))
+    return result.scalar_one_or_none()
+
+
+async def ensure_subscriber(
+    session: AsyncSession, *, email: str, name: str, attributes: dict[str, Any], now: datetime
+) -> tuple[Subscriber, bool]:
+    """The subscriber row for `email` and whether it was created now.
+
+    INSERT .. ON CONFLICT DO NOTHING, then read: two requests racing for one new address
+    both end with the same row instead of one of them failing.
+    """
+    created = await insert_ignore(
+        session,
+        Subscriber.__table__,  # type: ignore[arg-type]
+        {
+            "email": email,
+            "name": name,
+            "attributes": attributes,
+            "created_at": now,
+            "updated_at": now,
+        },
+        ["email"],
+    )
+    subscriber = await get_subscriber_by_email(session, email)
+    assert subscriber is not None
+    return subscriber, created > 0
+
+
+async def get_subscription(
+    session: AsyncSession, newsletter_id: int, subscriber_id: int, *, for_update: bool = False
+) -> Subscription | None:
+    stmt = select(Subscription).where(
+        Subscription.newsletter_id == newsletter_id,
+        Subscription.subscriber_id == subscriber_id,
+    )
+    if for_update:
+        stmt = stmt.with_for_update()
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def insert_subscription(session: AsyncSession, values: dict[str, Any]) -> bool:
+    """Insert unless (newsletter, subscriber) exists; True when inserted."""
+    inserted = await insert_ignore(
+        session,
+        Subscription.__table__,  # type: ignore[arg-type]
+        values,
+        ["newsletter_id", "subscriber_id"],
+    )
+    return inserted > 0
+
+
+async def get_with_subscriber(
+    session: AsyncSession, subscription_id: int, *, newsletter_id: int | None = None
+) -> tuple[Subscription, Subscriber] | None:
+    stmt = (
+        select(Subscription, Subscriber)
+        .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
+        .where(Subscription.id == subscription_id)
+    )
+    if newsletter_id is not None:
+        stmt = stmt.where(Subscription.newsletter_id == newsletter_id)
+    row = (await session.execute(stmt)).first()
+    return None if row is None else (row[0], row[1])
+
+
+async def get_full(
+    session: AsyncSession, subscription_id: int
+) -> tuple[Subscription, Subscriber, Newsletter] | None:
+    stmt = (
+        select(Subscription, Subscriber, Newsletter)
+        .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
+        .join(Newsletter, Newsletter.id == Subscription.newsletter_id)
+        .where(Subscription.id == subscription_id)
+    )
+    row = (await session.execute(stmt)).first()
+    return None if row is None else (row[0], row[1], row[2])
+
+
+def _escape_like(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+async def list_page(
+    session: AsyncSession,
+    *,
+    newsletter_id: int,
+    status: str | None,
+    q: str | None,
+    after_id: int,
+    limit: int,
+) -> list[tuple[Subscription, Subscriber]]:
+    stmt = (
+        select(Subscription, Subscriber)
+        .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
+        .where(Subscription.newsletter_id == newsletter_id, Subscription.id > after_id)
+    )
+    if status is not None:
+        stmt = stmt.where(Subscription.status == status)
+    if q:
+        pattern = f"%{_escape_like(q.lower())}%"
+        stmt = stmt.where(
+            or_(
+                func.lower(Subscriber.email).like(pattern, escape="\\"),
+                func.lower(Subscriber.name).like(pattern, escape="\\"),
+            )
+        )
+    stmt = stmt.order_by(Subscription.id).limit(limit + 1)
+    return [(row[0], row[1]) for row in await session.execute(stmt)]
+
+
+async def export_page(
+    session: AsyncSession, *, newsletter_id: int, status: str | None, after_id: int, limit: int
+) -> Sequence[Row[Any]]:
+    stmt = (
+        select(
+            Subscription.id,
+            Subscriber.email,
+            Subscriber.name,
+            Subscription.status,
+            Subscription.source,
+            Subscription.created_at,
+            Subscription.confirmed_at,
+            Subscription.unsubscribed_at,
+            Subscriber.attributes,
+        )
+        .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
+        .where(Subscription.newsletter_id == newsletter_id, Subscription.id > after_id)
+        .order_by(Subscription.id)
+        .limit(limit)
+    )
+    if status is not None:
+        stmt = stmt.where(Subscription.status == status)
+    return (await session.execute(stmt)).all()
+
+
+async def activate_pending(
+    session: AsyncSession, subscription_id: int, *, now: datetime, ip: str | None
+) -> bool:
+    """pending -> active; a conditional UPDATE so it cannot undo a concurrent unsubscribe."""
+    result = await session.execute(
+        update(Subscription)
+        .where(
+            Subscription.id == subscription_id,
+            Subscription.status == SubscriptionStatus.pending.value,
+        )
+        .values(
+            status=SubscriptionStatus.active.value,
+            confirmed_at=now,
+            confirmed_ip=ip,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0) > 0
+
+
+async def mark_unsubscribed(session: AsyncSession, subscription_id: int, *, now: datetime) -> bool:
+    """pending/active -> unsubscribed; True when this call changed it."""
+    result = await session.execute(
+        update(Subscription)
+        .where(
+            Subscription.id == subscription_id,
+            Subscription.status.in_(
+                [SubscriptionStatus.pending.value, SubscriptionStatus.active.value]
+            ),
+        )
+        .values(status=SubscriptionStatus.unsubscribed.value, unsubscribed_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0) > 0
+
+
+async def skip_queued_deliveries(
+    session: AsyncSession, subscription_id: int, *, now: datetime, reason: str
+) -> int:
+    result = await session.execute(
+        update(Delivery)
+        .where(
+            Delivery.subscription_id == subscription_id,
+            Delivery.status == DeliveryStatus.queued.value,
+        )
+        .values(status=DeliveryStatus.skipped.value, last_reply=reason, updated_at=now)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def latest_sent_delivery(
+    session: AsyncSession, subscription_id: int
+) -> tuple[int, int] | None:
+    """(delivery id, issue id) of the last issue sent on this subscription, if any."""
+    row = (
+        await session.execute(
+            select(Delivery.id, Delivery.issue_id)
+            .where(
+                Delivery.subscription_id == subscription_id,
+                Delivery.status == DeliveryStatus.sent.value,
+            )
+            .order_by(Delivery.id.desc())
+            .limit(1)
+        )
+    ).first()
+    return None if row is None else (int(row[0]), int(row[1]))
+
+
+async def add_event(session: AsyncSession, event: Event) -> None:
+    session.add(event)
+    await session.flush()
+
+
+async def suppression_for(session: AsyncSession, email: str) -> Suppression | None:
+    result = await session.execute(select(Suppression).where(Suppression.email == email))
+    return result.scalar_one_or_none()
+
+
+async def erase_subscriber_data(session: AsyncSession, subscriber: Subscriber) -> None:
+    """Delete everything that names or tracks this person.
+
+    Events point at deliveries and subscriptions with ON DELETE SET NULL (so statistics
+    survive ordinary deletes); for an erasure they go entirely.
+    """
+    subscription_ids = select(Subscription.id).where(Subscription.subscriber_id == subscriber.id)
+    delivery_ids = select(Delivery.id).where(Delivery.subscription_id.in_(subscription_ids))
+    await session.execute(
+        delete(Event)
+        .where(
+            or_(
+                Event.subscription_id.in_(subscription_ids),
+                Event.delivery_id.in_(delivery_ids),
+            )
+        )
+        .execution_options(synchronize_session=False)
+    )
+    await session.execute(
+        delete(OutboxMessage)
+        .where(OutboxMessage.rcpt_to == subscriber.email)
+        .execution_options(synchronize_session=False)
+    )
+    # Subscriptions, their deliveries and outbox rows go with the subscriber (CASCADE).
+    await session.execute(
+        delete(Subscriber)
+        .where(Subscriber.id == subscriber.id)
+        .execution_options(synchronize_session=False)
+    )

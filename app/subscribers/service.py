@@ -1,0 +1,363 @@
+"""Subscription rules: adding, public subscribe with double opt-in, confirm, unsubscribe, erase.
+
+Services flush and never commit; the caller's transaction (one per request) commits the
+subscription and its confirmation email together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.kit.addresses import AddressError, normalise_email
+from app.kit.clock import utcnow
+from app.kit.errors import Conflict, Invalid, NotFound
+from app.kit.tokens import Signer
+from app.models import (
+    Event,
+    EventKind,
+    Newsletter,
+    Subscriber,
+    Subscription,
+    SubscriptionStatus,
+    SuppressionReason,
+)
+from app.settings import Settings
+from app.subscribers import repository
+from app.subscribers.emails import queue_confirmation
+from app.subscribers.schemas import SubscriberAdd, SubscriptionUpdate
+from app.subscribers.suppression import is_suppressed, suppress
+
+# A pending address that is entered again gets the confirmation again, at most this often.
+RESEND_CONFIRMATION_AFTER = timedelta(minutes=10)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentProof:
+    """How and where consent was given, stored on the subscription."""
+
+    source: str  # form | api | import
+    consent_text: str
+    page: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+
+
+def normalise(settings: Settings, value: str, field: str = "email") -> str:
+    """The normal form of an address, or Invalid (422) naming the field."""
+    try:
+        return normalise_email(value, allow_utf8_local=settings.smtputf8)
+    except AddressError as exc:
+        raise Invalid(field, str(exc)) from None
+
+
+def _proof_values(proof: ConsentProof, status: SubscriptionStatus, now: datetime) -> dict[str, Any]:
+    return {
+        "status": status.value,
+        "source": proof.source,
+        "consent_text": proof.consent_text,
+        "page": proof.page,
+        "ip": proof.ip,
+        "user_agent": proof.user_agent,
+        "requested_at": now,
+        "confirmation_sent_at": None,
+        "confirmed_at": None,
+        "confirmed_ip": None,
+        "unsubscribed_at": None,
+        "soft_bounces": 0,
+    }
+
+
+async def _subscription_for(
+    session: AsyncSession,
+    newsletter: Newsletter,
+    subscriber: Subscriber,
+    proof: ConsentProof,
+    status: SubscriptionStatus,
+    now: datetime,
+) -> tuple[Subscription | None, bool]:
+    """(the subscription row, whether this call created it); None if a racing call won."""
+    existing = await repository.get_subscription(
+        session, newsletter.id, subscriber.id, for_update=True
+    )
+    if existing is not None:
+        return existing, False
+    values = {
+        "newsletter_id": newsletter.id,
+        "subscriber_id": subscriber.id,
+        "created_at": now,
+        "updated_at": now,
+        **_proof_values(proof, status, now),
+    }
+    inserted = await repository.insert_subscription(session, values)
+    row = await repository.get_subscription(session, newsletter.id, subscriber.id)
+    return row, inserted
+
+
+def _restart(subscription: Subscription, proof: ConsentProof, status: SubscriptionStatus) -> None:
+    """A new consent for an old subscription: its proof is replaced by the new one."""
+    now = utcnow()
+    for key, value in _proof_values(proof, status, now).items():
+        setattr(subscription, key, value)
+    subscription.updated_at = now
+
+
+async def add_by_editor(
+    session: AsyncSession,
+    *,
+    settings: Settings,
+    signer: Signer,
+    newsletter: Newsletter,
+    data: SubscriberAdd,
+) -> tuple[Subscription, Subscriber]:
+    """Add one person: active at once, or pending with a confirmation email."""
+    email = normalise(settings, data.email)
+    suppression = await repository.suppression_for(session, email)
+    if suppression is not None:
+        raise Conflict(
+            f"{email} is on the suppression list ({suppression.reason}) and will not be "
+            "mailed again"
+        )
+    now = utcnow()
+    subscriber, created = await repository.ensure_subscriber(
+        session, email=email, name=data.name, attributes=data.attributes, now=now
+    )
+    if not created:
+        if data.name:
+            subscriber.name = data.name
+        if data.attributes:
+            subscriber.attributes = {**(subscriber.attributes or {}), **data.attributes}
+    status = SubscriptionStatus.pending if data.double_opt_in else SubscriptionStatus.active
+    proof = ConsentProof(source="api", consent_text=data.consent)
+    subscription, inserted = await _subscription_for(
+        session, newsletter, subscriber, proof, status, now
+    )
+    if subscription is None or (
+        not inserted and subscription.status == SubscriptionStatus.active.value
+    ):
+        sid = f" (id {subscription.id})" if subscription is not None else ""
+        raise Conflict(f"{email} already has an active subscription to this newsletter{sid}")
+    if not inserted:
+        _restart(subscription, proof, status)
+    await session.flush()
+    if status is SubscriptionStatus.pending:
+        await queue_confirmation(
+            session,
+            settings=settings,
+            signer=signer,
+            newsletter=newsletter,
+            subscription=subscription,
+            subscriber=subscriber,
+        )
+    return subscription, subscriber
+
+
+async def subscribe_public(
+    session: AsyncSession,
+    *,
+    settings: Settings,
+    signer: Signer,
+    newsletter: Newsletter,
+    email: str,
+    name: str,
+    proof: ConsentProof,
+) -> None:
+    """A reader subscribes through the form or JSON. Returns nothing on purpose.
+
+    Whatever the address's history (new, pending, active, unsubscribed, suppressed) the
+    caller answers the same, so the answer reveals nothing about who is subscribed.
+    """
+    if await is_suppressed(session, email):
+        return
+    now = utcnow()
+    subscriber, _ = await repository.ensure_subscriber(
+        session, email=email, name=name, attributes={}, now=now
+    )
+    target = SubscriptionStatus.pending if newsletter.double_opt_in else SubscriptionStatus.active
+    subscription, inserted = await _subscription_for(
+        session, newsletter, subscriber, proof, target, now
+    )
+    if subscription is None:
+        return
+    send_confirmation = False
+    status = SubscriptionStatus(subscription.status)
+    if inserted:
+        send_confirmation = target is SubscriptionStatus.pending
+    elif status is SubscriptionStatus.pending:
+        if target is SubscriptionStatus.active:
+            _restart(subscription, proof, target)
+        else:
+            last = subscription.confirmation_sent_at
+            send_confirmation = last is None or now - last >= RESEND_CONFIRMATION_AFTER
+    elif status in (SubscriptionStatus.unsubscribed, SubscriptionStatus.bounced):
+        _restart(subscription, proof, target)
+        send_confirmation = target is SubscriptionStatus.pending
+    # active: nothing to do. complained: the reader reported us as spam; a form post
+    # (which anyone can make) does not override that.
+    await session.flush()
+    if send_confirmation:
+        await queue_confirmation(
+            session,
+            settings=settings,
+            signer=signer,
+            newsletter=newsletter,
+            subscription=subscription,
+            subscriber=subscriber,
+        )
+
+
+class ConfirmOutcome(StrEnum):
+    confirmed = "confirmed"
+    already = "already"
+    ended = "ended"  # unsubscribed, bounced or complained: an old link never revives it
+    suppressed = "suppressed"
+    gone = "gone"  # the subscription was deleted
+
+
+@dataclass(frozen=True, slots=True)
+class LinkResult:
+    outcome: str
+    newsletter: Newsletter | None = None
+    email: str | None = None
+
+
+async def confirm(session: AsyncSession, subscription_id: int, *, ip: str | None) -> LinkResult:
+    found = await repository.get_full(session, subscription_id)
+    if found is None:
+        return LinkResult(ConfirmOutcome.gone)
+    subscription, subscriber, newsletter = found
+    if await is_suppressed(session, subscriber.email):
+        return LinkResult(ConfirmOutcome.suppressed, newsletter, subscriber.email)
+    if subscription.status == SubscriptionStatus.pending.value:
+        if await repository.activate_pending(session, subscription.id, now=utcnow(), ip=ip):
+            return LinkResult(ConfirmOutcome.confirmed, newsletter, subscriber.email)
+        await session.refresh(subscription)
+    if subscription.status == SubscriptionStatus.active.value:
+        return LinkResult(ConfirmOutcome.already, newsletter, subscriber.email)
+    return LinkResult(ConfirmOutcome.ended, newsletter, subscriber.email)
+
+
+class UnsubscribeOutcome(StrEnum):
+    unsubscribed = "unsubscribed"
+    already = "already"
+    gone = "gone"
+
+
+async def _stop_mail(
+    session: AsyncSession, subscription_id: int, *, now: datetime, detail: str
+) -> None:
+    """Skip every queued delivery and record the unsubscribe event."""
+    await repository.skip_queued_deliveries(
+        session, subscription_id, now=now, reason=f"unsubscribed ({detail})"
+    )
+    last = await repository.latest_sent_delivery(session, subscription_id)
+    await repository.add_event(
+        session,
+        Event(
+            kind=EventKind.unsubscribe.value,
+            subscription_id=subscription_id,
+            delivery_id=last[0] if last else None,
+            issue_id=last[1] if last else None,
+            detail=detail,
+            created_at=now,
+        ),
+    )
+
+
+async def subscription_for_link(
+    session: AsyncSession, subscription_id: int
+) -> tuple[Subscription, Subscriber, Newsletter] | None:
+    return await repository.get_full(session, subscription_id)
+
+
+async def unsubscribe(session: AsyncSession, subscription_id: int, *, detail: str) -> LinkResult:
+    """Unsubscribe at once (idempotent); queued deliveries of it are skipped."""
+    found = await repository.get_full(session, subscription_id)
+    if found is None:
+        return LinkResult(UnsubscribeOutcome.gone)
+    subscription, subscriber, newsletter = found
+    now = utcnow()
+    if await repository.mark_unsubscribed(session, subscription.id, now=now):
+        await _stop_mail(session, subscription.id, now=now, detail=detail)
+        return LinkResult(UnsubscribeOutcome.unsubscribed, newsletter, subscriber.email)
+    return LinkResult(UnsubscribeOutcome.already, newsletter, subscriber.email)
+
+
+async def get_subscription(
+    session: AsyncSession, newsletter: Newsletter, subscription_id: int
+) -> tuple[Subscription, Subscriber]:
+    found = await repository.get_with_subscriber(
+        session, subscription_id, newsletter_id=newsletter.id
+    )
+    if found is None:
+        raise NotFound(f"no subscription {subscription_id} in this newsletter")
+    return found
+
+
+async def update_subscription(
+    session: AsyncSession, newsletter: Newsletter, subscription_id: int, data: SubscriptionUpdate
+) -> tuple[Subscription, Subscriber]:
+    subscription, subscriber = await get_subscription(session, newsletter, subscription_id)
+    now = utcnow()
+    if data.name is not None:
+        subscriber.name = data.name
+    if data.attributes is not None:
+        subscriber.attributes = data.attributes
+    if data.status == SubscriptionStatus.unsubscribed.value:
+        if subscription.status != SubscriptionStatus.unsubscribed.value:
+            subscription.status = SubscriptionStatus.unsubscribed.value
+            subscription.unsubscribed_at = now
+            await session.flush()
+            await _stop_mail(session, subscription.id, now=now, detail="api")
+    elif data.status == SubscriptionStatus.active.value:
+        if subscription.status != SubscriptionStatus.active.value:
+            suppression = await repository.suppression_for(session, subscriber.email)
+            if suppression is not None:
+                raise Conflict(
+                    f"{subscriber.email} is on the suppression list ({suppression.reason}) "
+                    "and cannot be made active"
+                )
+            subscription.status = SubscriptionStatus.active.value
+            subscription.unsubscribed_at = None
+            subscription.soft_bounces = 0
+    subscription.updated_at = now
+    await session.flush()
+    return subscription, subscriber
+
+
+async def delete_subscription(
+    session: AsyncSession, newsletter: Newsletter, subscription_id: int
+) -> None:
+    subscription, _ = await get_subscription(session, newsletter, subscription_id)
+    # Its deliveries and outbox rows go with it (ON DELETE CASCADE).
+    await session.execute(
+        delete(Subscription)
+        .where(Subscription.id == subscription.id)
+        .execution_options(synchronize_session=False)
+    )
+    session.expunge(subscription)
+
+
+async def erase(session: AsyncSession, *, settings: Settings, email: str) -> None:
+    """GDPR erasure: delete the person everywhere, then suppress the address for good.
+
+    The suppression row keeps the address: it is what guarantees it is never mailed again
+    (a re-import or a form post of it is skipped).
+    """
+    try:
+        address = normalise_email(email, allow_utf8_local=True)
+    except AddressError:
+        address = email.strip()
+    subscriber = await repository.get_subscriber_by_email(session, address)
+    if subscriber is None:
+        if await repository.suppression_for(session, address) is None:
+            raise NotFound("no subscriber with this address")
+        return
+    await repository.erase_subscriber_data(session, subscriber)
+    session.expunge(subscriber)
+    await suppress(session, address, SuppressionReason.erasure, detail="erasure request")
