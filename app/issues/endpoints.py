@@ -1,5 +1,168 @@
+"""Editor API for issues (SPEC section 3): write, list, preview, test, check."""
+
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
 
-router = APIRouter()
+from fastapi import APIRouter, Query, Response, status
+
+from app.issues import checks, repository, service
+from app.issues.deps import IssueDep
+from app.issues.schemas import (
+    CheckReport,
+    IssueCreate,
+    IssueRead,
+    IssueSummary,
+    IssueUpdate,
+    StoryIn,
+    StoryRead,
+    TestSend,
+    TestSendQueued,
+)
+from app.kit.deps import EditorKey, SessionDep, SettingsDep, SignerDep
+from app.kit.pagination import Page, PageParamsDep, make_page
+from app.models import Issue, IssueStatus, Newsletter, Story
+from app.newsletters.deps import NewsletterDep
+
+router = APIRouter(prefix="/api/v1", tags=["issues"])
+
+
+def _summary(issue: Issue, newsletter: Newsletter) -> IssueSummary:
+    return IssueSummary.model_validate(
+        {**_columns(issue), "newsletter": newsletter.slug}, from_attributes=False
+    )
+
+
+def _columns(issue: Issue) -> dict[str, object]:
+    return {column.key: getattr(issue, column.key) for column in Issue.__table__.columns}
+
+
+def _read(issue: Issue, newsletter: Newsletter, stories: list[Story]) -> IssueRead:
+    return IssueRead.model_validate(
+        {
+            **_columns(issue),
+            "newsletter": newsletter.slug,
+            "stories": [StoryRead.model_validate(s) for s in stories],
+        }
+    )
+
+
+async def _full(session: SessionDep, issue_id: int) -> IssueRead:
+    loaded = await service.load(session, issue_id)
+    return _read(loaded.issue, loaded.newsletter, loaded.stories)
+
+
+@router.post(
+    "/newsletters/{slug}/issues", status_code=status.HTTP_201_CREATED, response_model=IssueRead
+)
+async def create_issue(
+    body: IssueCreate, session: SessionDep, _: EditorKey, newsletter: NewsletterDep
+) -> IssueRead:
+    issue = await service.create_issue(session, newsletter, body)
+    return _read(issue, newsletter, await repository.stories(session, issue.id))
+
+
+@router.get("/newsletters/{slug}/issues", response_model=Page[IssueSummary])
+async def list_issues(
+    session: SessionDep,
+    _: EditorKey,
+    newsletter: NewsletterDep,
+    page: PageParamsDep,
+    status: Annotated[IssueStatus | None, Query()] = None,
+) -> Page[IssueSummary]:
+    rows = await repository.list_page(
+        session, newsletter.id, status=status, after_id=page.after_id, limit=page.limit
+    )
+    return make_page([_summary(r, newsletter) for r in rows], [r.id for r in rows], page.limit)
+
+
+@router.get("/issues/{issue_id}", response_model=IssueRead)
+async def get_issue(session: SessionDep, _: EditorKey, issue: IssueDep) -> IssueRead:
+    return await _full(session, issue.id)
+
+
+@router.patch("/issues/{issue_id}", response_model=IssueRead)
+async def update_issue(
+    body: IssueUpdate, session: SessionDep, _: EditorKey, issue: IssueDep
+) -> IssueRead:
+    await service.update_issue(session, issue.id, body)
+    return await _full(session, issue.id)
+
+
+@router.delete("/issues/{issue_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_issue(session: SessionDep, _: EditorKey, issue: IssueDep) -> None:
+    await service.delete_issue(session, issue.id)
+
+
+@router.post(
+    "/issues/{issue_id}/stories", status_code=status.HTTP_201_CREATED, response_model=IssueRead
+)
+async def append_story(
+    body: StoryIn, session: SessionDep, _: EditorKey, issue: IssueDep
+) -> IssueRead:
+    await service.append_story(session, issue.id, body)
+    return await _full(session, issue.id)
+
+
+_PREVIEW_TYPES = {
+    "html": "text/html; charset=utf-8",
+    "text": "text/plain; charset=utf-8",
+    "eml": "message/rfc822",
+}
+
+
+@router.get(
+    "/issues/{issue_id}/preview",
+    response_class=Response,
+    responses={200: {"content": {t: {} for t in _PREVIEW_TYPES.values()}}},
+)
+async def preview_issue(
+    session: SessionDep,
+    settings: SettingsDep,
+    signer: SignerDep,
+    _: EditorKey,
+    issue: IssueDep,
+    format: Annotated[service.PreviewFormat, Query()] = "html",
+) -> Response:
+    """Exactly what a subscriber gets, for a sample subscriber ("Alex Reader")."""
+    loaded = await service.load(session, issue.id)
+    rendered = await service.rendering(loaded, settings)
+    message = service.preview_message(rendered, loaded, settings, signer)
+    headers = {"Cache-Control": "no-store"}
+    if format == "eml":
+        headers["Content-Disposition"] = f'inline; filename="issue-{loaded.issue.number}.eml"'
+        return Response(message, media_type=_PREVIEW_TYPES["eml"], headers=headers)
+    text, html = service.message_parts(message)
+    body = html if format == "html" else text
+    return Response(body, media_type=_PREVIEW_TYPES[format], headers=headers)
+
+
+@router.post(
+    "/issues/{issue_id}/test",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=TestSendQueued,
+)
+async def send_test(
+    body: TestSend,
+    session: SessionDep,
+    settings: SettingsDep,
+    signer: SignerDep,
+    _: EditorKey,
+    issue: IssueDep,
+) -> TestSendQueued:
+    loaded = await service.load(session, issue.id)
+    queued = await service.queue_test_send(session, loaded, body.to, settings, signer)
+    return TestSendQueued(queued=queued)
+
+
+@router.get("/issues/{issue_id}/check", response_model=CheckReport)
+async def check_issue(
+    session: SessionDep, settings: SettingsDep, signer: SignerDep, _: EditorKey, issue: IssueDep
+) -> CheckReport:
+    loaded = await service.load(session, issue.id)
+    rendered = await service.rendering(loaded, settings)
+    message = service.preview_message(rendered, loaded, settings, signer)
+    _text, html = service.message_parts(message)
+    return checks.run_checks(
+        loaded.issue, loaded.newsletter, loaded.stories, html=html, message_bytes=len(message)
+    )

@@ -193,6 +193,7 @@ def render_issue(
     html = inline_css(html)
 
     links = LinkList()
+    intro_text = html_to_text(content.intro_html, links)
     text_stories = [
         {
             "title": story.title,
@@ -202,7 +203,6 @@ def render_issue(
         }
         for story in content.stories
     ]
-    intro_text = html_to_text(content.intro_html, links)
     outro_text = html_to_text(content.outro_html, links)
     text = _template(settings, newsletter, "txt").render(
         **common,

@@ -8,10 +8,8 @@ and every encoded line stays within 76 characters (RFC 2045).
 
 from __future__ import annotations
 
+import base64
 import re
-from email.headerregistry import Address
-
-from app.rendering.transactional import SMTP_POLICY
 
 # Bytes that may appear literally in a quoted-printable line: printable ASCII except
 # "=", plus space and tab (encoded when they end a line).
@@ -74,6 +72,13 @@ def qp_value(value: str) -> bytes:
 # A display name that can go into a header as is: words of letters, digits, ' and -.
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9'\-]+(?: [A-Za-z0-9'\-]+)*")
 _CONTROL = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
+# Printable ASCII that needs no encoding in an unstructured header (no "=?", which a
+# reader would take for the start of an encoded word).
+_PLAIN_TEXT = re.compile(r"[\t\x20-\x7e]*")
+_CONTROL_BUT_TAB = re.compile("[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
+# UTF-8 bytes per encoded word: base64 of 42 bytes is 56 characters, 68 with the
+# "=?utf-8?b?" and "?=" around it, within RFC 2047's 75 (and 78 with "Subject: ").
+_WORD_BYTES = 42
 
 
 def clean_name(name: str) -> str:
@@ -81,22 +86,68 @@ def clean_name(name: str) -> str:
     return _CONTROL.sub(" ", name).strip() if _CONTROL.search(name) else name.strip()
 
 
-def address_header(header: str, name: str, email: str) -> bytes:
-    """A folded `Header: Name <addr>` line, RFC 2047 encoded as needed, CRLF-terminated."""
-    name = clean_name(name)
-    if email.isascii():
-        if not name:
-            return f"{header}: {email}\r\n".encode("ascii")
-        if len(name) <= 50 and _PLAIN_NAME.fullmatch(name):
-            return f"{header}: {name} <{email}>\r\n".encode("ascii")
-        policy = SMTP_POLICY
-    else:
-        policy = SMTP_POLICY.clone(utf8=True)
-    local, _, domain = email.rpartition("@")
-    value = policy.header_factory(header, str(Address(name, local, domain)))
-    return policy.fold_binary(header, value)
+def encoded_words(text: str) -> list[str]:
+    """RFC 2047 base64 encoded words for `text`, each at most 75 characters.
+
+    Spaces stay inside the words (a reader drops whitespace between adjacent encoded
+    words); a word is cut after a space where it can be, never inside a character.
+    """
+    chunks: list[str] = []
+    current = ""
+    size = 0
+    for char in text:
+        width = len(char.encode("utf-8"))
+        if size + width > _WORD_BYTES:
+            cut = current.rfind(" ") + 1
+            if 0 < cut < len(current):
+                chunks.append(current[:cut])
+                current = current[cut:]
+            else:
+                chunks.append(current)
+                current = ""
+            size = len(current.encode("utf-8"))
+        current += char
+        size += width
+    chunks.append(current)
+    return [
+        "=?utf-8?b?" + base64.b64encode(c.encode("utf-8")).decode("ascii") + "?=" for c in chunks
+    ]
+
+
+def _fold_plain(header: str, value: str) -> bytes:
+    """Fold printable ASCII at spaces so lines stay near 78 characters."""
+    lines: list[str] = []
+    line = f"{header}:"
+    for word in value.split(" "):
+        if len(line) + 1 + len(word) > 78 and line.strip() and not line.endswith(":"):
+            lines.append(line)
+            line = ""
+        line += " " + word
+    lines.append(line)
+    return ("\r\n".join(lines) + "\r\n").encode("ascii")
 
 
 def header_line(header: str, value: str) -> bytes:
-    """One header, RFC 2047 encoded and folded by the `email` package's header API."""
-    return SMTP_POLICY.fold_binary(header, SMTP_POLICY.header_factory(header, value))
+    """One unstructured header (Subject, List-Id...), RFC 2047 encoded as needed."""
+    value = _CONTROL_BUT_TAB.sub(" ", value)
+    if _PLAIN_TEXT.fullmatch(value) and "=?" not in value:
+        return _fold_plain(header, value)
+    folded = "\r\n ".join(encoded_words(value))
+    return f"{header}: {folded}\r\n".encode("ascii")
+
+
+def address_header(header: str, name: str, email: str) -> bytes:
+    """A `Header: Name <addr>` line, the name quoted or RFC 2047 encoded as needed.
+
+    A non-ASCII address (only with SMTPUTF8) goes out as UTF-8, as RFC 6532 allows.
+    """
+    name = clean_name(name)
+    if not name:
+        return f"{header}: {email}\r\n".encode()
+    if len(name) <= 60 and _PLAIN_NAME.fullmatch(name):
+        phrase = name
+    elif len(name) <= 200 and _PLAIN_TEXT.fullmatch(name) and "=?" not in name:
+        phrase = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    else:
+        phrase = "\r\n ".join(encoded_words(name))
+    return f"{header}: {phrase} <{email}>\r\n".encode()

@@ -8,10 +8,13 @@ at the end of the message.
 from __future__ import annotations
 
 import re
+import textwrap
 from html.parser import HTMLParser
 
 _SPACES = re.compile(r"[ \t\r\n\f\v]+")
 _BLOCKS = {"p", "div", "h1", "h2", "h3", "h4", "h5", "h6", "table", "hr", "pre"}
+_LIST_MARKER = re.compile(r"^( *(?:-|\d+\.) )")
+WIDTH = 72
 
 
 class LinkList:
@@ -32,7 +35,7 @@ class _TextWriter(HTMLParser):
     def __init__(self, links: LinkList) -> None:
         super().__init__(convert_charrefs=True)
         self.links = links
-        self.blocks: list[str] = []
+        self.blocks: list[tuple[str, bool]] = []  # (text, inside a list)
         self.line: list[str] = []
         self.lists: list[list[int]] = []  # a counter per open list; [-1] for bullets
         self.quote = 0
@@ -55,14 +58,29 @@ class _TextWriter(HTMLParser):
         text = "".join(self.line)
         self.line = []
         if not self.pre:
-            text = "\n".join(_SPACES.sub(" ", part).strip() for part in text.split("\n"))
+            text = "\n".join(self._wrap(part) for part in text.split("\n"))
         text = text.strip("\n")
         if not text.strip():
             return
         prefix = "> " * self.quote
         if prefix:
             text = "\n".join(prefix + part for part in text.split("\n"))
-        self.blocks.append(text)
+        self.blocks.append((text, bool(self.lists)))
+
+    def _wrap(self, line: str) -> str:
+        marker = _LIST_MARKER.match(line)
+        indent = " " * len(marker.group(1)) if marker else ""
+        body = _SPACES.sub(" ", line[len(indent) :] if marker else line).strip()
+        if " | " in body:  # a table row: keep it on one line
+            return (marker.group(1) if marker else "") + body
+        return textwrap.fill(
+            body,
+            width=WIDTH - 2 * self.quote,
+            initial_indent=marker.group(1) if marker else "",
+            subsequent_indent=indent,
+            break_long_words=False,
+            break_on_hyphens=False,
+        )
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         attr = dict(attrs)
@@ -73,7 +91,7 @@ class _TextWriter(HTMLParser):
             if tag == "pre":
                 self.pre += 1
             if tag == "hr":
-                self.blocks.append("> " * self.quote + "* * *")
+                self.blocks.append(("> " * self.quote + "* * *", False))
         elif tag in ("ul", "ol"):
             self._flush()
             start = attr.get("start") or "1"
@@ -134,7 +152,14 @@ class _TextWriter(HTMLParser):
 
     def text(self) -> str:
         self._flush()
-        return "\n\n".join(self.blocks)
+        out: list[str] = []
+        previous_in_list = False
+        for text, in_list in self.blocks:
+            if out:
+                out.append("\n" if in_list and previous_in_list else "\n\n")
+            out.append(text)
+            previous_in_list = in_list
+        return "".join(out)
 
 
 def html_to_text(html: str, links: LinkList) -> str:

@@ -1,0 +1,138 @@
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models import Issue, IssueStatus, Newsletter, Story, Subscriber, Subscription
+
+# Concurrent creates in one newsletter may compute the same next number; the unique
+# (newsletter_id, number) constraint refuses the loser, which retries in a savepoint.
+_NUMBER_ATTEMPTS = 8
+
+
+async def newsletter_by_slug(session: AsyncSession, slug: str) -> Newsletter | None:
+    result = await session.execute(select(Newsletter).where(Newsletter.slug == slug))
+    return result.scalar_one_or_none()
+
+
+async def get(session: AsyncSession, issue_id: int, *, for_update: bool = False) -> Issue | None:
+    """The issue; with `for_update` its row stays locked to the end of the transaction
+    (PostgreSQL), so a send cannot start between a status check and a change."""
+    stmt = select(Issue).where(Issue.id == issue_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    result = await session.execute(stmt.execution_options(populate_existing=True))
+    return result.scalar_one_or_none()
+
+
+async def get_newsletter(session: AsyncSession, newsletter_id: int) -> Newsletter:
+    newsletter = await session.get(Newsletter, newsletter_id)
+    assert newsletter is not None  # the foreign key guarantees it
+    return newsletter
+
+
+async def stories(session: AsyncSession, issue_id: int) -> list[Story]:
+    result = await session.execute(
+        select(Story).where(Story.issue_id == issue_id).order_by(Story.position)
+    )
+    return list(result.scalars())
+
+
+async def insert_issue(session: AsyncSession, newsletter_id: int, values: dict[str, Any]) -> int:
+    """Insert with the next number of the newsletter computed in the statement itself."""
+    next_number = (
+        select(func.coalesce(func.max(Issue.number), 0) + 1)
+        .where(Issue.newsletter_id == newsletter_id)
+        .scalar_subquery()
+    )
+    for attempt in range(_NUMBER_ATTEMPTS):
+        try:
+            async with session.begin_nested():
+                result = await session.execute(
+                    insert(Issue)
+                    .values(newsletter_id=newsletter_id, number=next_number, **values)
+                    .returning(Issue.id)
+                )
+                return int(result.scalar_one())
+        except IntegrityError:
+            if attempt == _NUMBER_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def add_stories(
+    session: AsyncSession, issue_id: int, items: Sequence[dict[str, Any]], *, start: int
+) -> None:
+    for offset, values in enumerate(items):
+        session.add(Story(issue_id=issue_id, position=start + offset, **values))
+    await session.flush()
+
+
+async def next_story_position(session: AsyncSession, issue_id: int) -> int:
+    result = await session.execute(
+        select(func.coalesce(func.max(Story.position), -1) + 1).where(Story.issue_id == issue_id)
+    )
+    return int(result.scalar_one())
+
+
+async def delete_stories(session: AsyncSession, issue_id: int) -> None:
+    await session.execute(delete(Story).where(Story.issue_id == issue_id))
+
+
+async def delete_issue(session: AsyncSession, issue: Issue) -> None:
+    await session.execute(delete(Story).where(Story.issue_id == issue.id))
+    await session.execute(delete(Issue).where(Issue.id == issue.id))
+
+
+async def list_page(
+    session: AsyncSession,
+    newsletter_id: int,
+    *,
+    status: IssueStatus | None,
+    after_id: int,
+    limit: int,
+) -> list[Issue]:
+    stmt = select(Issue).where(Issue.newsletter_id == newsletter_id, Issue.id > after_id)
+    if status is not None:
+        stmt = stmt.where(Issue.status == status.value)
+    result = await session.execute(stmt.order_by(Issue.id).limit(limit + 1))
+    return list(result.scalars())
+
+
+async def sent_issues(session: AsyncSession, newsletter_id: int, *, limit: int) -> list[Issue]:
+    """Sent issues, newest first."""
+    result = await session.execute(
+        select(Issue)
+        .where(Issue.newsletter_id == newsletter_id, Issue.status == IssueStatus.sent.value)
+        .order_by(Issue.number.desc())
+        .limit(limit)
+    )
+    return list(result.scalars())
+
+
+async def sent_issue(session: AsyncSession, newsletter_id: int, number: int) -> Issue | None:
+    result = await session.execute(
+        select(Issue).where(
+            Issue.newsletter_id == newsletter_id,
+            Issue.number == number,
+            Issue.status == IssueStatus.sent.value,
+        )
+    )
+    return result.scalar_one_or_none()
+
+
+async def subscription_for(
+    session: AsyncSession, newsletter_id: int, email: str
+) -> tuple[int, str] | None:
+    """(subscription id, subscriber name) when `email` is subscribed to the newsletter."""
+    result = await session.execute(
+        select(Subscription.id, Subscriber.name)
+        .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
+        .where(Subscription.newsletter_id == newsletter_id, Subscriber.email == email)
+    )
+    row = result.first()
+    return (int(row[0]), str(row[1] or "")) if row else None

@@ -1,0 +1,205 @@
+"""Issues: writing them, previewing them, test sends.
+
+An issue can be changed or deleted only while it is a draft or ready; from `scheduled`
+on, what subscribers get is settled (and, once sending starts, frozen on the row).
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import Literal
+
+from anyio import to_thread
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.delivery.outbox import enqueue_mail
+from app.issues import repository
+from app.issues.schemas import IssueCreate, IssueUpdate, StoryIn
+from app.kit.clock import utcnow
+from app.kit.errors import Conflict, NotFound
+from app.kit.tokens import Signer
+from app.models import Issue, IssueStatus, Newsletter, Story
+from app.rendering.issue import RenderedIssue, render_issue
+from app.rendering.prepared import (
+    TEST_SUBJECT_PREFIX,
+    PreparedIssue,
+    Recipient,
+    prepare_rendered,
+)
+from app.settings import Settings
+
+EDITABLE = frozenset({IssueStatus.draft.value, IssueStatus.ready.value})
+FROZEN = frozenset({IssueStatus.sending.value, IssueStatus.paused.value, IssueStatus.sent.value})
+SAMPLE_NAME = "Alex Reader"
+SAMPLE_EMAIL = "alex.reader@example.com"
+TEST_KIND = "test"
+
+PreviewFormat = Literal["html", "text", "eml"]
+
+
+def _story_values(story: StoryIn) -> dict[str, object]:
+    return story.model_dump()
+
+
+async def create_issue(session: AsyncSession, newsletter: Newsletter, body: IssueCreate) -> Issue:
+    values = body.model_dump(exclude={"stories"})
+    issue_id = await repository.insert_issue(session, newsletter.id, values)
+    await repository.add_stories(
+        session, issue_id, [_story_values(s) for s in body.stories], start=0
+    )
+    issue = await repository.get(session, issue_id)
+    assert issue is not None
+    return issue
+
+
+def ensure_editable(issue: Issue) -> None:
+    if issue.status not in EDITABLE:
+        raise Conflict(f"issue {issue.id} is {issue.status}; only a draft or ready issue changes")
+
+
+async def locked_issue(session: AsyncSession, issue_id: int) -> Issue:
+    issue = await repository.get(session, issue_id, for_update=True)
+    if issue is None:
+        raise NotFound(f"no issue with id {issue_id}")
+    return issue
+
+
+async def update_issue(session: AsyncSession, issue_id: int, body: IssueUpdate) -> Issue:
+    issue = await locked_issue(session, issue_id)
+    ensure_editable(issue)
+    changes = body.model_dump(exclude_unset=True, exclude={"stories"})
+    for field, value in changes.items():
+        if value is None:
+            continue  # an explicit null leaves the field as it is
+        setattr(issue, field, value)
+    if body.stories is not None:
+        await repository.delete_stories(session, issue.id)
+        await session.flush()
+        await repository.add_stories(
+            session, issue.id, [_story_values(s) for s in body.stories], start=0
+        )
+    if changes or body.stories is not None:
+        # Touch the row even when only stories changed, so updated_at says so.
+        issue.updated_at = utcnow()
+    await session.flush()
+    return issue
+
+
+async def delete_issue(session: AsyncSession, issue_id: int) -> None:
+    issue = await locked_issue(session, issue_id)
+    ensure_editable(issue)
+    await repository.delete_issue(session, issue)
+    await session.flush()
+
+
+async def append_story(session: AsyncSession, issue_id: int, story: StoryIn) -> Story:
+    issue = await locked_issue(session, issue_id)
+    ensure_editable(issue)
+    position = await repository.next_story_position(session, issue.id)
+    row = Story(issue_id=issue.id, position=position, **_story_values(story))
+    session.add(row)
+    issue.updated_at = utcnow()
+    await session.flush()
+    return row
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    issue: Issue
+    newsletter: Newsletter
+    stories: list[Story]
+
+
+async def load(session: AsyncSession, issue_id: int) -> Loaded:
+    issue = await repository.get(session, issue_id)
+    if issue is None:
+        raise NotFound(f"no issue with id {issue_id}")
+    newsletter = await repository.get_newsletter(session, issue.newsletter_id)
+    return Loaded(issue, newsletter, await repository.stories(session, issue.id))
+
+
+async def rendering(loaded: Loaded, settings: Settings) -> RenderedIssue:
+    """What subscribers get: the frozen rendering once sending started, else the current
+    content rendered now (premailer runs in a thread, off the event loop)."""
+    issue = loaded.issue
+    if issue.status in FROZEN and issue.rendered_html and issue.rendered_text:
+        return RenderedIssue.from_frozen(issue.rendered_html, issue.rendered_text)
+    return await to_thread.run_sync(
+        lambda: render_issue(issue, loaded.newsletter, loaded.stories, settings)
+    )
+
+
+def sample_recipient() -> Recipient:
+    return Recipient(delivery_id=0, subscription_id=0, email=SAMPLE_EMAIL, name=SAMPLE_NAME)
+
+
+def preview_message(
+    rendered: RenderedIssue, loaded: Loaded, settings: Settings, signer: Signer
+) -> bytes:
+    """The message a subscriber would get, for the sample subscriber (no tracking)."""
+    prepared = prepare_rendered(
+        rendered, loaded.issue, loaded.newsletter, settings, signer, track=False
+    )
+    return prepared.personalise(
+        sample_recipient(), message_id=f"<preview.i{loaded.issue.id}@{settings.base_host}>"
+    )
+
+
+def message_parts(message: bytes) -> tuple[str, str]:
+    """(text, html) decoded from a message's bytes."""
+    parsed = email.message_from_bytes(message, policy=email.policy.default)
+    assert isinstance(parsed, EmailMessage)
+    text_part = parsed.get_body(("plain",))
+    html_part = parsed.get_body(("html",))
+    assert isinstance(text_part, EmailMessage)
+    assert isinstance(html_part, EmailMessage)
+    return str(text_part.get_content()), str(html_part.get_content())
+
+
+async def queue_test_send(
+    session: AsyncSession,
+    loaded: Loaded,
+    addresses: Sequence[str],
+    settings: Settings,
+    signer: Signer,
+) -> int:
+    """Personalised copies for the given addresses into the outbox (kind "test").
+
+    No delivery rows, so nothing is counted in the issue's stats. An address that is
+    subscribed gets its own name and a working unsubscribe link; any other gets none.
+    """
+    rendered = await rendering(loaded, settings)
+    prepared: PreparedIssue = prepare_rendered(
+        rendered,
+        loaded.issue,
+        loaded.newsletter,
+        settings,
+        signer,
+        track=False,
+        subject_prefix=TEST_SUBJECT_PREFIX,
+    )
+    queued = 0
+    for address in dict.fromkeys(addresses):
+        found = await repository.subscription_for(session, loaded.newsletter.id, address)
+        subscription_id, name = found if found else (0, "")
+        message_id = f"<test.{uuid.uuid4().hex}.i{loaded.issue.id}@{settings.base_host}>"
+        message = prepared.personalise(
+            Recipient(delivery_id=0, subscription_id=subscription_id, email=address, name=name),
+            message_id=message_id,
+        )
+        await enqueue_mail(
+            session,
+            kind=TEST_KIND,
+            mail_from=loaded.newsletter.from_email,
+            rcpt_to=address,
+            message=message,
+            message_id=message_id,
+            subscription_id=subscription_id or None,
+        )
+        queued += 1
+    return queued
