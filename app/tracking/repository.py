@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models import Delivery, Event, Issue, Newsletter
+
+
+async def delivery_for_open(session: AsyncSession, delivery_id: int) -> Any | None:
+    """(id, issue_id, subscription_id, track_opens) of a delivery, or None."""
+    result = await session.execute(
+        select(Delivery.id, Delivery.issue_id, Delivery.subscription_id, Newsletter.track_opens)
+        .join(Issue, Issue.id == Delivery.issue_id)
+        .join(Newsletter, Newsletter.id == Issue.newsletter_id)
+        .where(Delivery.id == delivery_id)
+    )
+    return result.first()
+
+
+async def delivery_for_click(session: AsyncSession, delivery_id: int) -> Any | None:
+    """(id, issue_id, subscription_id, track_clicks, rendered_html, rendered_at), or None."""
+    result = await session.execute(
+        select(
+            Delivery.id,
+            Delivery.issue_id,
+            Delivery.subscription_id,
+            Newsletter.track_clicks,
+            Issue.rendered_html,
+            Issue.rendered_at,
+        )
+        .join(Issue, Issue.id == Delivery.issue_id)
+        .join(Newsletter, Newsletter.id == Issue.newsletter_id)
+        .where(Delivery.id == delivery_id)
+    )
+    return result.first()
+
+
+async def add_event(
+    session: AsyncSession,
+    *,
+    kind: str,
+    issue_id: int,
+    delivery_id: int,
+    subscription_id: int,
+    url: str | None = None,
+) -> None:
+    await session.execute(
+        insert(Event).values(
+            kind=kind,
+            issue_id=issue_id,
+            delivery_id=delivery_id,
+            subscription_id=subscription_id,
+            url=url,
+        )
+    )
