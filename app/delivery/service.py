@@ -1,15 +1,250 @@
-"""Starting and controlling a send (filled in by the delivery engine work)."""
+"""Starting and controlling a send: the rules. Services flush; the caller commits.
+
+State changes of an issue are conditional UPDATEs (`... WHERE status IN (allowed)`), so
+two requests racing (an editor and cron, or a retried request) cannot both win: the
+row lock makes the second wait and then find the new state, and it gets a 409.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import Issue
+from app.delivery import repository
+from app.delivery.engine import notify_statement
+from app.kit.clock import utcnow
+from app.kit.errors import Conflict, NotFound
+from app.kit.sql import dialect_name
+from app.models import DeliveryStatus, EventKind, IdempotencyRecord, Issue, IssueStatus, Newsletter
+from app.models import Story as StoryModel
 from app.settings import Settings
+
+SENDABLE = (IssueStatus.draft, IssueStatus.ready, IssueStatus.scheduled)
+CANCELLABLE = (
+    IssueStatus.draft,
+    IssueStatus.ready,
+    IssueStatus.scheduled,
+    IssueStatus.sending,
+    IssueStatus.paused,
+)
+
+
+async def get_issue(session: AsyncSession, issue_id: int) -> Issue:
+    issue = await session.get(Issue, issue_id)
+    if issue is None:
+        raise NotFound("no such issue")
+    return issue
+
+
+async def _current_status(session: AsyncSession, issue_id: int) -> str:
+    result = await session.execute(select(Issue.status).where(Issue.id == issue_id))
+    status = result.scalar_one_or_none()
+    if status is None:
+        raise NotFound("no such issue")
+    return str(status)
+
+
+async def _transition(
+    session: AsyncSession,
+    issue: Issue,
+    allowed: Iterable[IssueStatus],
+    action: str,
+    **values: Any,
+) -> None:
+    """Move the issue on if (and only if) it is in one of the `allowed` states."""
+    allowed_values = [state.value for state in allowed]
+    result = await session.execute(
+        update(Issue)
+        .where(Issue.id == issue.id, Issue.status.in_(allowed_values))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if not getattr(result, "rowcount", 0):
+        status = await _current_status(session, issue.id)
+        raise Conflict(
+            f"cannot {action} an issue that is {status} (allowed from: {', '.join(allowed_values)})"
+        )
+    for key, value in values.items():
+        setattr(issue, key, value)
+
+
+async def notify_workers(session: AsyncSession) -> None:
+    """Wake every listening worker (PostgreSQL); delivered when the transaction commits."""
+    if dialect_name(session) == "postgresql":
+        await session.execute(text(notify_statement()))
 
 
 async def start_send(session: AsyncSession, issue: Issue, *, settings: Settings) -> int:
     """Freeze the rendered issue, enqueue one delivery per active subscription, set the
     issue `sending`; the number of recipients. Raises Conflict when the issue cannot be
     sent from its current state. The caller's transaction commits it."""
-    raise NotImplementedError
+    from app.rendering.prepared import freeze_issue
+
+    now = utcnow()
+    await _transition(
+        session,
+        issue,
+        SENDABLE,
+        "send",
+        status=IssueStatus.sending.value,
+        started_at=now,
+        finished_at=None,
+        pause_reason=None,
+        policy_refusals=0,
+        updated_at=now,
+    )
+    newsletter = await session.get(Newsletter, issue.newsletter_id)
+    if newsletter is None:  # pragma: no cover - the foreign key guarantees it
+        raise NotFound("no such newsletter")
+    stories = list(
+        (
+            await session.execute(
+                select(StoryModel)
+                .where(StoryModel.issue_id == issue.id)
+                .order_by(StoryModel.position)
+            )
+        ).scalars()
+    )
+    freeze_issue(issue, newsletter, stories, settings)
+    await session.flush()
+    recipients = await repository.enqueue_deliveries(session, issue.id, issue.newsletter_id)
+    issue.recipients = recipients
+    if recipients == 0:
+        issue.status = IssueStatus.sent.value
+        issue.finished_at = now
+        issue.sent_at = now
+    await session.flush()
+    await notify_workers(session)
+    return recipients
+
+
+async def pause(
+    session: AsyncSession, issue: Issue, *, reason: str = "paused by an editor"
+) -> None:
+    await _transition(
+        session,
+        issue,
+        [IssueStatus.sending],
+        "pause",
+        status=IssueStatus.paused.value,
+        pause_reason=reason,
+        updated_at=utcnow(),
+    )
+
+
+async def resume(session: AsyncSession, issue: Issue) -> None:
+    await _transition(
+        session,
+        issue,
+        [IssueStatus.paused],
+        "resume",
+        status=IssueStatus.sending.value,
+        pause_reason=None,
+        policy_refusals=0,
+        updated_at=utcnow(),
+    )
+    await notify_workers(session)
+
+
+async def cancel(session: AsyncSession, issue: Issue) -> int:
+    """Cancel the issue; queued deliveries end `cancelled` (the number returned).
+
+    Rows a worker holds at this moment are released by it before the next batch and
+    then swept to `cancelled` as well.
+    """
+    now = utcnow()
+    await _transition(
+        session,
+        issue,
+        CANCELLABLE,
+        "cancel",
+        status=IssueStatus.cancelled.value,
+        finished_at=now,
+        updated_at=now,
+    )
+    return await repository.cancel_queued(session, issue.id, now)
+
+
+async def resend_failed(session: AsyncSession, issue: Issue) -> int:
+    """Failed deliveries get a new run of attempts; the issue goes back to sending."""
+    now = utcnow()
+    status = await _current_status(session, issue.id)
+    if status not in (IssueStatus.sent.value, IssueStatus.sending.value, IssueStatus.paused.value):
+        raise Conflict(f"cannot resend to failed deliveries of an issue that is {status}")
+    requeued = await repository.requeue_failed(session, issue.id, now)
+    if requeued and status == IssueStatus.sent.value:
+        await _transition(
+            session,
+            issue,
+            [IssueStatus.sent],
+            "resend",
+            status=IssueStatus.sending.value,
+            finished_at=None,
+            updated_at=now,
+        )
+    await notify_workers(session)
+    return requeued
+
+
+async def stats(session: AsyncSession, issue: Issue) -> dict[str, Any]:
+    counts = await repository.counts_by_status(session, issue.id)
+    events = await repository.event_counts(session, issue.id)
+    fresh = (
+        await session.execute(
+            select(
+                Issue.status,
+                Issue.recipients,
+                Issue.started_at,
+                Issue.finished_at,
+                Issue.pause_reason,
+            ).where(Issue.id == issue.id)
+        )
+    ).one()
+    body: dict[str, Any] = {
+        "status": fresh.status,
+        "recipients": fresh.recipients,
+    }
+    for state in DeliveryStatus:
+        body[state.value] = counts.get(state.value, 0)
+    opens = events.get(EventKind.open.value, (0, 0))
+    clicks = events.get(EventKind.click.value, (0, 0))
+    body |= {
+        "opens": opens[0],
+        "unique_opens": opens[1],
+        "clicks": clicks[0],
+        "unique_clicks": clicks[1],
+        "unsubscribes": events.get(EventKind.unsubscribe.value, (0, 0))[0],
+        "bounces": events.get(EventKind.bounce.value, (0, 0))[0],
+        "complaints": events.get(EventKind.complaint.value, (0, 0))[0],
+        "started_at": fresh.started_at,
+        "finished_at": fresh.finished_at,
+        "pause_reason": fresh.pause_reason,
+    }
+    return body
+
+
+# -- Idempotency-Key ------------------------------------------------------------------------
+
+
+async def find_idempotent(session: AsyncSession, scope: str, key: str) -> IdempotencyRecord | None:
+    result = await session.execute(
+        select(IdempotencyRecord).where(
+            IdempotencyRecord.scope == scope, IdempotencyRecord.key == key
+        )
+    )
+    return result.scalar_one_or_none()
+
+
+async def remember_idempotent(
+    session: AsyncSession, scope: str, key: str, status_code: int, body: dict[str, Any]
+) -> None:
+    """Stored in the same transaction as the change it answers for."""
+    session.add(
+        IdempotencyRecord(
+            scope=scope, key=key, status_code=status_code, body=body, created_at=utcnow()
+        )
+    )
+    await session.flush()

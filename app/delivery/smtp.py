@@ -45,8 +45,16 @@ class Backoff:
         return time.monotonic() < self.down_until
 
     def failed(self) -> float:
+        """Note one failed connection attempt; the delay before the next one.
+
+        Several connections failing at the same moment count once: the delay grows only
+        when a new attempt fails after the previous wait is over.
+        """
+        now = time.monotonic()
+        if now < self.down_until:
+            return self.down_until - now
         self.delay = self.first if self.delay == 0 else min(self.cap, self.delay * 2)
-        self.down_until = time.monotonic() + self.delay
+        self.down_until = now + self.delay
         return self.delay
 
     def succeeded(self) -> None:

@@ -1,0 +1,477 @@
+"""Every query of the delivery engine.
+
+The hot path (claim, record outcomes) uses Core statements returning plain tuples:
+no ORM object per recipient, one statement per batch, never one per message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple, cast
+
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    String,
+    Table,
+    and_,
+    bindparam,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.kit.db import UTCDateTime
+from app.kit.sql import dialect_name
+from app.models import (
+    Delivery,
+    DeliveryStatus,
+    Event,
+    EventKind,
+    Issue,
+    IssueStatus,
+    Subscriber,
+    Subscription,
+    SubscriptionStatus,
+    Suppression,
+)
+
+D = cast(Table, Delivery.__table__)
+I = cast(Table, Issue.__table__)  # noqa: E741
+S = cast(Table, Subscription.__table__)
+SB = cast(Table, Subscriber.__table__)
+SUP = cast(Table, Suppression.__table__)
+EV = cast(Table, Event.__table__)
+
+_RECIPIENTS = D.join(S, S.c.id == D.c.subscription_id).join(SB, SB.c.id == S.c.subscriber_id)
+
+# Deliveries that still have to go out (everything else is final).
+PENDING = (DeliveryStatus.queued.value, DeliveryStatus.sending.value)
+
+
+class Claimed(NamedTuple):
+    """One claimed delivery with what the send needs and the send-time checks."""
+
+    id: int
+    issue_id: int
+    subscription_id: int
+    attempts: int
+    email: str
+    name: str
+    subscription_status: str
+    suppressed: bool
+
+
+# -- enqueue ------------------------------------------------------------------------------
+
+
+async def enqueue_deliveries(session: AsyncSession, issue_id: int, newsletter_id: int) -> int:
+    """One delivery per active, non-suppressed subscription, in ONE INSERT ... SELECT."""
+    now = literal(None, UTCDateTime).label("updated_at")
+    source = (
+        select(
+            literal(issue_id, BigInteger).label("issue_id"),
+            S.c.id,
+            literal(DeliveryStatus.queued.value, String).label("status"),
+            literal(0, Integer).label("attempts"),
+            now,
+        )
+        .select_from(S.join(SB, SB.c.id == S.c.subscriber_id))
+        .where(
+            S.c.newsletter_id == newsletter_id,
+            S.c.status == SubscriptionStatus.active.value,
+            ~exists().where(SUP.c.email == SB.c.email),
+        )
+        .order_by(S.c.id)
+    )
+    result = await session.execute(
+        insert(D).from_select(
+            ["issue_id", "subscription_id", "status", "attempts", "updated_at"], source
+        )
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+# -- claim ----------------------------------------------------------------------------------
+
+_PG_CLAIM = text(
+    """
+    WITH claimed AS (
+        UPDATE delivery
+        SET status = 'sending', lease_owner = :owner, lease_expires_at = :expires
+        WHERE status = 'queued' AND id = ANY(ARRAY(
+            -- Keyset order (only ids above the last one this worker claimed) keeps each
+            -- batch an index range scan instead of a join over the whole table;
+            -- SKIP LOCKED lets any number of workers claim at once without overlap.
+            SELECT id FROM delivery
+            WHERE status = 'queued'
+              AND issue_id = ANY(:issues)
+              AND id > :after
+              AND (next_attempt_at IS NULL OR next_attempt_at <= :now)
+            ORDER BY id
+            LIMIT :limit
+            FOR UPDATE SKIP LOCKED
+        ))
+        RETURNING id, issue_id, subscription_id, attempts
+    )
+    SELECT c.id, c.issue_id, c.subscription_id, c.attempts, sb.email, sb.name, s.status,
+           EXISTS (SELECT 1 FROM suppression x WHERE x.email = sb.email) AS suppressed
+    FROM claimed c
+    JOIN subscription s ON s.id = c.subscription_id
+    JOIN subscriber sb ON sb.id = s.subscriber_id
+    ORDER BY c.id
+    """
+).bindparams(
+    bindparam("owner", type_=String),
+    bindparam("expires", type_=UTCDateTime),
+    bindparam("now", type_=UTCDateTime),
+    bindparam("issues", type_=ARRAY(BigInteger)),
+    bindparam("after", type_=BigInteger),
+    bindparam("limit", type_=Integer),
+)
+
+
+async def claim_batch(
+    session: AsyncSession,
+    *,
+    owner: str,
+    issue_ids: Sequence[int],
+    after_id: int,
+    limit: int,
+    lease_seconds: float,
+    now: datetime,
+) -> list[Claimed]:
+    """Lease up to `limit` due queued deliveries of the given (sending) issues, by id."""
+    expires = now + timedelta(seconds=lease_seconds)
+    if dialect_name(session) == "postgresql":
+        result = await session.execute(
+            _PG_CLAIM,
+            {
+                "owner": owner,
+                "expires": expires,
+                "now": now,
+                "issues": list(issue_ids),
+                "after": after_id,
+                "limit": limit,
+            },
+        )
+        return [Claimed(*row) for row in result.all()]
+    # SQLite: one worker process and one writer at a time, so a plain UPDATE on a
+    # subquery is the claim; RETURNING may only name the updated table, hence a second
+    # (indexed) read for the address and the send-time checks.
+    due = (
+        select(D.c.id)
+        .where(
+            D.c.status == DeliveryStatus.queued.value,
+            D.c.issue_id.in_(list(issue_ids)),
+            D.c.id > after_id,
+            or_(D.c.next_attempt_at.is_(None), D.c.next_attempt_at <= now),
+        )
+        .order_by(D.c.id)
+        .limit(limit)
+    )
+    claimed = await session.execute(
+        update(D)
+        .where(D.c.id.in_(due.scalar_subquery()))
+        .values(status=DeliveryStatus.sending.value, lease_owner=owner, lease_expires_at=expires)
+        .returning(D.c.id)
+    )
+    ids = [row[0] for row in claimed.all()]
+    if not ids:
+        return []
+    details = await session.execute(
+        select(
+            D.c.id,
+            D.c.issue_id,
+            D.c.subscription_id,
+            D.c.attempts,
+            SB.c.email,
+            SB.c.name,
+            S.c.status,
+            exists().where(SUP.c.email == SB.c.email).label("suppressed"),
+        )
+        .select_from(
+            D.join(S, S.c.id == D.c.subscription_id).join(SB, SB.c.id == S.c.subscriber_id)
+        )
+        .where(D.c.id.in_(ids))
+        .order_by(D.c.id)
+    )
+    return [Claimed(*row) for row in details.all()]
+
+
+async def sending_issue_ids(session: AsyncSession) -> list[int]:
+    result = await session.execute(
+        select(I.c.id).where(I.c.status == IssueStatus.sending.value).order_by(I.c.id)
+    )
+    return [row[0] for row in result.all()]
+
+
+async def issue_statuses(session: AsyncSession, issue_ids: Sequence[int]) -> dict[int, str]:
+    if not issue_ids:
+        return {}
+    result = await session.execute(select(I.c.id, I.c.status).where(I.c.id.in_(list(issue_ids))))
+    return {row[0]: row[1] for row in result.all()}
+
+
+# -- leases ---------------------------------------------------------------------------------
+
+
+async def renew_leases(session: AsyncSession, owner: str, expires: datetime) -> int:
+    result = await session.execute(
+        update(D)
+        .where(D.c.status == DeliveryStatus.sending.value, D.c.lease_owner == owner)
+        .values(lease_expires_at=expires)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def reclaim_expired(session: AsyncSession, now: datetime) -> int:
+    """A `sending` row whose lease ran out (its worker died) goes back to the queue."""
+    result = await session.execute(
+        update(D)
+        .where(D.c.status == DeliveryStatus.sending.value, D.c.lease_expires_at < now)
+        .values(status=DeliveryStatus.queued.value, lease_owner=None, lease_expires_at=None)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def cancel_leftovers(session: AsyncSession, now: datetime) -> int:
+    """Queued rows of a cancelled issue (released by a worker after the cancel) end cancelled."""
+    cancelled = select(I.c.id).where(I.c.status == IssueStatus.cancelled.value)
+    result = await session.execute(
+        update(D)
+        .where(D.c.status == DeliveryStatus.queued.value, D.c.issue_id.in_(cancelled))
+        .values(status=DeliveryStatus.cancelled.value, updated_at=now)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def finish_issues(session: AsyncSession, issue_ids: Sequence[int], now: datetime) -> int:
+    """Issues with no queued or sending delivery left become `sent`."""
+    if not issue_ids:
+        return 0
+    pending = exists().where(D.c.issue_id == I.c.id, D.c.status.in_(PENDING))
+    result = await session.execute(
+        update(I)
+        .where(I.c.id.in_(list(issue_ids)), I.c.status == IssueStatus.sending.value, ~pending)
+        .values(status=IssueStatus.sent.value, finished_at=now, sent_at=now, updated_at=now)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+# -- outcomes -------------------------------------------------------------------------------
+
+# One executemany per outcome kind; every row is matched on id AND our lease, so a row
+# taken over by another worker after our lease expired is never overwritten.
+_LEASED = and_(D.c.id == bindparam("b_id"), D.c.lease_owner == bindparam("b_owner"))
+
+
+def _outcome_update(**values: Any) -> Any:
+    return update(D).where(_LEASED).values(lease_owner=None, lease_expires_at=None, **values)
+
+
+MARK_SENT = _outcome_update(
+    status=DeliveryStatus.sent.value,
+    attempts=bindparam("b_attempts"),
+    message_id=bindparam("b_message_id"),
+    last_reply=bindparam("b_reply"),
+    sent_at=bindparam("b_now"),
+    updated_at=bindparam("b_now"),
+)
+MARK_RETRY = _outcome_update(
+    status=DeliveryStatus.queued.value,
+    attempts=bindparam("b_attempts"),
+    last_reply=bindparam("b_reply"),
+    next_attempt_at=bindparam("b_next"),
+    updated_at=bindparam("b_now"),
+)
+MARK_RELEASE = _outcome_update(
+    status=DeliveryStatus.queued.value,
+    next_attempt_at=bindparam("b_next"),
+    updated_at=bindparam("b_now"),
+)
+MARK_REQUEUE = _outcome_update(
+    status=DeliveryStatus.queued.value,
+    next_attempt_at=bindparam("b_next"),
+    last_reply=bindparam("b_reply"),
+    updated_at=bindparam("b_now"),
+)
+MARK_FINAL = _outcome_update(
+    status=bindparam("b_status"),
+    attempts=bindparam("b_attempts"),
+    message_id=bindparam("b_message_id"),
+    last_reply=bindparam("b_reply"),
+    updated_at=bindparam("b_now"),
+)
+
+
+async def write_outcomes(session: AsyncSession, statement: Any, rows: list[dict[str, Any]]) -> None:
+    """One executemany of an outcome statement (Core, no ORM objects)."""
+    if rows:
+        conn = await session.connection()
+        await conn.execute(statement, rows)
+
+
+async def reset_soft_bounces(session: AsyncSession, subscription_ids: Sequence[int]) -> None:
+    if subscription_ids:
+        await session.execute(
+            update(S)
+            .where(S.c.id.in_(list(subscription_ids)), S.c.soft_bounces > 0)
+            .values(soft_bounces=0)
+        )
+
+
+async def add_soft_bounce(session: AsyncSession, subscription_id: int) -> int:
+    """Count one more soft bounce in a row; the new count."""
+    await session.execute(
+        update(S).where(S.c.id == subscription_id).values(soft_bounces=S.c.soft_bounces + 1)
+    )
+    result = await session.execute(select(S.c.soft_bounces).where(S.c.id == subscription_id))
+    return int(result.scalar_one_or_none() or 0)
+
+
+async def add_event(
+    session: AsyncSession,
+    kind: EventKind,
+    *,
+    issue_id: int | None,
+    delivery_id: int | None,
+    subscription_id: int | None,
+    detail: str | None,
+    now: datetime,
+) -> None:
+    await session.execute(
+        insert(EV).values(
+            kind=kind.value,
+            issue_id=issue_id,
+            delivery_id=delivery_id,
+            subscription_id=subscription_id,
+            detail=detail,
+            created_at=now,
+        )
+    )
+
+
+async def record_policy_refusals(
+    session: AsyncSession, issue_id: int, run: int, *, reset: bool, now: datetime
+) -> int:
+    """Store the run of consecutive 5.7.x refusals; the current run length."""
+    value = literal(run) if reset else I.c.policy_refusals + run
+    await session.execute(update(I).where(I.c.id == issue_id).values(policy_refusals=value))
+    result = await session.execute(select(I.c.policy_refusals).where(I.c.id == issue_id))
+    return int(result.scalar_one_or_none() or 0)
+
+
+async def pause_issue(session: AsyncSession, issue_id: int, reason: str, now: datetime) -> bool:
+    result = await session.execute(
+        update(I)
+        .where(I.c.id == issue_id, I.c.status == IssueStatus.sending.value)
+        .values(status=IssueStatus.paused.value, pause_reason=reason, updated_at=now)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+# -- progress -------------------------------------------------------------------------------
+
+
+async def counts_by_status(session: AsyncSession, issue_id: int) -> dict[str, int]:
+    result = await session.execute(
+        select(D.c.status, func.count()).where(D.c.issue_id == issue_id).group_by(D.c.status)
+    )
+    return {row[0]: int(row[1]) for row in result.all()}
+
+
+async def event_counts(session: AsyncSession, issue_id: int) -> dict[str, tuple[int, int]]:
+    """Per event kind: (events, distinct deliveries) for one issue."""
+    result = await session.execute(
+        select(EV.c.kind, func.count(), func.count(func.distinct(EV.c.delivery_id)))
+        .where(EV.c.issue_id == issue_id)
+        .group_by(EV.c.kind)
+    )
+    return {row[0]: (int(row[1]), int(row[2])) for row in result.all()}
+
+
+async def list_deliveries(
+    session: AsyncSession, issue_id: int, *, status: str | None, after_id: int, limit: int
+) -> list[Any]:
+    query = (
+        select(
+            D.c.id,
+            SB.c.email,
+            D.c.status,
+            D.c.attempts,
+            D.c.last_reply,
+            D.c.message_id,
+            D.c.sent_at,
+        )
+        .select_from(
+            D.join(S, S.c.id == D.c.subscription_id).join(SB, SB.c.id == S.c.subscriber_id)
+        )
+        .where(D.c.issue_id == issue_id, D.c.id > after_id)
+        .order_by(D.c.id)
+        .limit(limit + 1)
+    )
+    if status is not None:
+        query = query.where(D.c.status == status)
+    return list((await session.execute(query)).all())
+
+
+async def requeue_failed(session: AsyncSession, issue_id: int, now: datetime) -> int:
+    result = await session.execute(
+        update(D)
+        .where(D.c.issue_id == issue_id, D.c.status == DeliveryStatus.failed.value)
+        .values(
+            status=DeliveryStatus.queued.value,
+            attempts=0,
+            next_attempt_at=None,
+            lease_owner=None,
+            lease_expires_at=None,
+            updated_at=now,
+        )
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def cancel_queued(session: AsyncSession, issue_id: int, now: datetime) -> int:
+    result = await session.execute(
+        update(D)
+        .where(D.c.issue_id == issue_id, D.c.status == DeliveryStatus.queued.value)
+        .values(status=DeliveryStatus.cancelled.value, updated_at=now)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def delivery_by_message_id(session: AsyncSession, message_id: str) -> Any | None:
+    result = await session.execute(
+        select(D.c.id, D.c.issue_id, D.c.subscription_id).where(D.c.message_id == message_id)
+    )
+    return result.first()
+
+
+async def in_flight_counts(session: AsyncSession) -> list[Any]:
+    """(issue_id, status, count) for every issue sending or paused: progress per issue."""
+    active = select(I.c.id).where(
+        I.c.status.in_([IssueStatus.sending.value, IssueStatus.paused.value])
+    )
+    result = await session.execute(
+        select(D.c.issue_id, D.c.status, func.count())
+        .where(D.c.issue_id.in_(active))
+        .group_by(D.c.issue_id, D.c.status)
+    )
+    return list(result.all())
+
+
+async def pending_counts(session: AsyncSession) -> dict[str, int]:
+    """Queued and sending deliveries across every issue (queue depth), from the index."""
+    result = await session.execute(
+        select(D.c.status, func.count()).where(D.c.status.in_(PENDING)).group_by(D.c.status)
+    )
+    return {row[0]: int(row[1]) for row in result.all()}
