@@ -146,6 +146,9 @@ def run_dev(*, host: str, port: int, smtp_port: int) -> None:
         retry_backoff_seconds=float(os.environ.get("BROADSHEET_RETRY_BACKOFF_SECONDS", "5")),
     )
     configure_logging(settings)
+    # aiosmtpd logs every connection at INFO; the catcher's web page says what arrived.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     Path("var").mkdir(exist_ok=True)
     upgrade(settings.database_url)
 
