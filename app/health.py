@@ -24,3 +24,15 @@ async def readyz(request: Request) -> Response:
             {"status": "unavailable", "database": type(exc).__name__}, status_code=503
         )
     return JSONResponse({"status": "ok", "database": "ok"})
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request) -> Response:
+    """Prometheus text format: deliveries by state, queue depth, progress, send counters."""
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    from app.delivery.metrics import render
+
+    async with request.app.state.sessionmaker() as session:
+        body = await render(session)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
