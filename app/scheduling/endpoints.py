@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, status
 
+from app.issues.schemas import StoryIn
 from app.kit.clock import utcnow
 from app.kit.deps import EditorKey, SessionDep, SettingsDep
 from app.kit.errors import NotFound
@@ -16,7 +17,6 @@ from app.scheduling.schemas import (
     IssueSummary,
     ScheduleAt,
     ScheduleOverview,
-    StoryIn,
     StoryOut,
     UpcomingStoryCreated,
 )

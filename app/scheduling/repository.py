@@ -229,20 +229,6 @@ async def lock_newsletter(session: AsyncSession, newsletter_id: int) -> None:
     )
 
 
-async def next_issue_number(session: AsyncSession, newsletter_id: int) -> int:
-    result = await session.execute(
-        select(func.coalesce(func.max(Issue.number), 0)).where(Issue.newsletter_id == newsletter_id)
-    )
-    return int(result.scalar_one()) + 1
-
-
-async def next_story_position(session: AsyncSession, issue_id: int) -> int:
-    result = await session.execute(
-        select(func.coalesce(func.max(Story.position), 0)).where(Story.issue_id == issue_id)
-    )
-    return int(result.scalar_one()) + 1
-
-
 async def insert_tick(
     session: AsyncSession,
     *,

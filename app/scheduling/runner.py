@@ -157,10 +157,33 @@ async def _run_one_off(
             issue = await repository.load_issue_for_send(session, due.id)
             recipients = await start_send(session, issue, settings=settings)
             await session.commit()
+        except BroadsheetError as exc:
+            await session.rollback()
+            refused = str(exc.detail)
         except BaseException:
             await session.rollback()
             raise
-    return result(TickOutcome.sent, f"started issue #{due.number} to {recipients} recipients")
+        else:
+            return result(
+                TickOutcome.sent, f"started issue #{due.number} to {recipients} recipients"
+            )
+    # The send refused to start (its state or content): rather than trying again every
+    # few seconds, the issue goes back to draft with the reason in the pass's output.
+    async with sessionmaker() as session:
+        moved = await repository.transition(
+            session,
+            due.id,
+            (IssueStatus.scheduled,),
+            values={"status": IssueStatus.draft.value, "updated_at": now},
+        )
+        await session.commit()
+    if not moved:
+        return None
+    logger.warning("scheduled issue %s could not start: %s", due.id, refused)
+    return result(
+        TickOutcome.skipped,
+        f"issue #{due.number} could not start: {refused}; it is a draft again",
+    )
 
 
 async def _run_newsletter(

@@ -3,27 +3,8 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
-from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
-
-from app.kit.text import MultiLine, NonEmptyLine, SingleLine, check_single_line
-
-
-def _check_http_url(value: str | None) -> str | None:
-    if value is None:
-        return None
-    value = check_single_line(value)
-    if not value:
-        return None
-    parts = urlsplit(value)
-    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
-        raise ValueError("must be an absolute http:// or https:// URL")
-    return value
-
-
-HttpUrl = Annotated[str | None, AfterValidator(_check_http_url)]
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 
 class ScheduleAt(BaseModel):
@@ -32,17 +13,6 @@ class ScheduleAt(BaseModel):
     at: AwareDatetime = Field(
         description="When to send, ISO-8601 with a UTC offset, e.g. 2026-12-07T09:00:00+01:00."
     )
-
-
-class StoryIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    title: NonEmptyLine = Field(max_length=300)
-    body: MultiLine = Field(default="", max_length=100_000)
-    url: HttpUrl = Field(default=None, max_length=2000)
-    source: SingleLine | None = Field(default=None, max_length=200)
-    image_url: HttpUrl = Field(default=None, max_length=2000)
-    image_alt: SingleLine | None = Field(default=None, max_length=300)
 
 
 class StoryOut(BaseModel):

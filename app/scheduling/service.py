@@ -6,9 +6,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.issues import service as issues_service
+from app.issues.schemas import IssueCreate, StoryIn
 from app.kit.errors import Conflict, Invalid
 from app.models import Issue, IssueStatus, Newsletter, Story
 from app.scheduling import repository
@@ -16,7 +17,6 @@ from app.scheduling.cron import CronError, next_ticks, validate_cron, validate_t
 from app.scheduling.schemas import (
     IssueSummary,
     ScheduleOverview,
-    StoryIn,
     TickRecord,
     TickTime,
 )
@@ -25,9 +25,6 @@ from app.settings import Settings
 NEXT_TICKS = 5
 RECENT_TICKS = 20
 LISTED_ISSUES = 50
-# A concurrent writer outside this module (the issues API) can take the same issue
-# number or story position; the insert is retried in a savepoint that many times.
-_INSERT_ATTEMPTS = 5
 
 
 def _conflict(issue: Issue, action: str) -> Conflict:
@@ -126,6 +123,16 @@ async def unschedule(session: AsyncSession, issue: Issue) -> Issue:
     return issue
 
 
+def schedule_changed(newsletter: Newsletter, now: datetime) -> None:
+    """Call when a newsletter's schedule_cron or timezone changes (the caller flushes).
+
+    The scheduler looks at ticks after `schedule_checked_at`; moving it to now means a
+    new schedule fires from now on, not for the times of the new expression that lie
+    between the last tick of the old one and now.
+    """
+    newsletter.schedule_checked_at = now
+
+
 def default_subject(newsletter: Newsletter, now: datetime) -> str:
     """`{name} — week of {Monday}` for the week of the next tick (or of today)."""
     day = _next_tick_local(newsletter, now) or now.astimezone(_zone_or_utc(newsletter.timezone))
@@ -161,68 +168,20 @@ async def append_upcoming_story(
     """Append a story to the upcoming draft, creating the draft if there is none.
 
     The newsletter row is locked first, so concurrent calls queue up behind each other
-    and the second one finds the draft the first one created.
+    and the second one finds the draft the first one created. Creating the draft and
+    appending the story are the issues feature's own operations (numbering, story
+    positions, validation), so both routes to an issue behave the same.
     """
     await repository.lock_newsletter(session, newsletter.id)
     issue = await repository.upcoming_draft(session, newsletter.id, for_update=True)
     created = False
     if issue is None:
-        issue = await _create_draft(session, newsletter, now=now)
+        issue = await issues_service.create_issue(
+            session, newsletter, IssueCreate(subject=default_subject(newsletter, now))
+        )
         created = True
-    story = await _append_story(session, issue, data, now=now)
+    story = await issues_service.append_story(session, issue.id, data)
     return issue, story, created
-
-
-async def _create_draft(session: AsyncSession, newsletter: Newsletter, *, now: datetime) -> Issue:
-    subject = default_subject(newsletter, now)
-    for attempt in range(_INSERT_ATTEMPTS):
-        number = await repository.next_issue_number(session, newsletter.id)
-        issue = Issue(
-            newsletter_id=newsletter.id,
-            number=number,
-            subject=subject,
-            status=IssueStatus.draft.value,
-            created_at=now,
-            updated_at=now,
-        )
-        try:
-            async with session.begin_nested():
-                session.add(issue)
-                await session.flush()
-        except IntegrityError:
-            if attempt == _INSERT_ATTEMPTS - 1:
-                raise
-            continue
-        return issue
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-async def _append_story(
-    session: AsyncSession, issue: Issue, data: StoryIn, *, now: datetime
-) -> Story:
-    for attempt in range(_INSERT_ATTEMPTS):
-        position = await repository.next_story_position(session, issue.id)
-        story = Story(
-            issue_id=issue.id,
-            position=position,
-            title=data.title,
-            body=data.body,
-            url=data.url,
-            source=data.source,
-            image_url=data.image_url,
-            image_alt=data.image_alt,
-            created_at=now,
-        )
-        try:
-            async with session.begin_nested():
-                session.add(story)
-                await session.flush()
-        except IntegrityError:
-            if attempt == _INSERT_ATTEMPTS - 1:
-                raise
-            continue
-        return story
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 async def summarise(session: AsyncSession, issues: list[Issue]) -> list[IssueSummary]:

@@ -91,14 +91,14 @@ async def create_issue(
     )
     session.add(issue)
     await session.flush()
-    for position in range(1, stories + 1):
+    for position in range(stories):
         session.add(
             Story(
                 issue_id=issue.id,
                 position=position,
-                title=f"Story {position}",
+                title=f"Story {position + 1}",
                 body="Something happened this week.",
-                url=f"https://example.com/story/{position}",
+                url=f"https://example.com/story/{position + 1}",
             )
         )
     await session.flush()

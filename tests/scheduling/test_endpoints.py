@@ -243,7 +243,7 @@ async def test_the_first_upcoming_story_creates_the_upcoming_draft(
     assert body["issue"]["status"] == "draft"
     # The next tick is Monday 30 November.
     assert body["issue"]["subject"] == f"{newsletter.name} — week of 30 November 2026"
-    assert body["story"]["position"] == 1
+    assert body["story"]["position"] == 0
     assert body["story"]["title"] == "A thing happened"
 
 
@@ -261,7 +261,7 @@ async def test_later_upcoming_stories_are_appended_to_the_same_draft(
     assert second.json()["issue_created"] is False
     assert second.json()["issue"]["id"] == first.json()["issue"]["id"]
     assert second.json()["issue"]["stories"] == 2
-    assert second.json()["story"]["position"] == 2
+    assert second.json()["story"]["position"] == 1
 
 
 async def test_the_upcoming_draft_is_the_newest_draft(
@@ -280,7 +280,7 @@ async def test_the_upcoming_draft_is_the_newest_draft(
     )
 
     assert response.json()["issue"]["id"] == newest.id
-    assert response.json()["story"]["position"] == 4
+    assert response.json()["story"]["position"] == 3
 
 
 async def test_once_the_draft_is_ready_the_next_story_starts_a_new_draft(
@@ -322,7 +322,7 @@ async def test_concurrent_upcoming_stories_share_one_new_draft(
         .scalars()
         .all()
     )
-    assert sorted(positions) == list(range(1, 9))
+    assert sorted(positions) == list(range(8))
 
 
 @pytest.mark.parametrize(
