@@ -19,7 +19,7 @@ PUBLIC_UNDER_API = {"/api/v1/webhooks/bounces"}  # authenticated by the webhook 
 
 
 def api_routes(app: FastAPI) -> list[tuple[str, str]]:
-    routes = []
+    routes: list[tuple[str, str]] = []
     for template, operations in app.openapi()["paths"].items():
         if not template.startswith("/api/v1") or template in PUBLIC_UNDER_API:
             continue
