@@ -53,6 +53,14 @@ async def ensure_subscriber(
     return subscriber, created > 0
 
 
+async def subscribers_matching(session: AsyncSession, email: str) -> list[Subscriber]:
+    """Subscribers whose address equals `email` ignoring case (for erasure requests)."""
+    result = await session.execute(
+        select(Subscriber).where(func.lower(Subscriber.email) == email.lower())
+    )
+    return list(result.scalars())
+
+
 async def get_subscription(
     session: AsyncSession, newsletter_id: int, subscriber_id: int, *, for_update: bool = False
 ) -> Subscription | None:

@@ -353,11 +353,17 @@ async def erase(session: AsyncSession, *, settings: Settings, email: str) -> Non
         address = normalise_email(email, allow_utf8_local=True)
     except AddressError:
         address = email.strip()
-    subscriber = await repository.get_subscriber_by_email(session, address)
-    if subscriber is None:
+    # The local part is stored as typed; a person asking to be forgotten may type it in
+    # another case, and every spelling of their address goes.
+    subscribers = await repository.subscribers_matching(session, address)
+    if not subscribers:
         if await repository.suppression_for(session, address) is None:
             raise NotFound("no subscriber with this address")
         return
-    await repository.erase_subscriber_data(session, subscriber)
-    session.expunge(subscriber)
-    await suppress(session, address, SuppressionReason.erasure, detail="erasure request")
+    addresses = {address}
+    for subscriber in subscribers:
+        addresses.add(subscriber.email)
+        await repository.erase_subscriber_data(session, subscriber)
+        session.expunge(subscriber)
+    for item in sorted(addresses):
+        await suppress(session, item, SuppressionReason.erasure, detail="erasure request")
