@@ -62,7 +62,8 @@ async def test_confirmation_is_multipart_alternative_text_first_with_the_link_in
     html = parts[1].get_content()
     assert url in text
     assert f'href="{url}"' in html
-    assert "1 Main Street, Springfield" in text and "1 Main Street, Springfield" in html
+    assert "1 Main Street, Springfield" in text
+    assert "1 Main Street, Springfield" in html
     # premailer inlined the CSS: styles sit on the elements, only @media may stay behind.
     assert 'style="' in html
     for block in html.split("<style")[1:]:

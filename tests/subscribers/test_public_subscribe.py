@@ -47,11 +47,15 @@ async def test_subscribe_page_shows_the_form_name_description_and_consent(
     assert page.count("<h1") == 1
     assert "The Weekly Gazette" in page
     assert "Five stories worth your time" in page
-    assert '<label for="email">' in page and 'id="email"' in page
+    assert '<label for="email">' in page
+    assert 'id="email"' in page
     assert '<label for="name">' in page
-    assert 'name="website"' in page and 'tabindex="-1"' in page and 'autocomplete="off"' in page
+    assert 'name="website"' in page
+    assert 'tabindex="-1"' in page
+    assert 'autocomplete="off"' in page
     assert "By subscribing you agree to receive The Weekly Gazette" in page
-    assert 'method="post"' in page and "<script" not in page
+    assert 'method="post"' in page
+    assert "<script" not in page
 
 
 async def test_unknown_newsletter_is_404_for_page_form_and_json(client: AsyncClient) -> None:
@@ -104,7 +108,8 @@ async def test_form_subscribe_answers_a_check_your_inbox_page_and_stores_shown_c
     assert "text/html" in response.headers["content-type"]
     assert "Check your inbox" in response.text
     subscription = await subscription_of(session, "form@example.com")
-    assert subscription is not None and subscription.status == "pending"
+    assert subscription is not None
+    assert subscription.status == "pending"
     assert subscription.consent_text is not None
     assert f'id="consent">{subscription.consent_text}</p>' in form_page
     assert subscription.page == "http://testserver/newsletters/weekly/subscribe"
@@ -133,7 +138,8 @@ async def test_without_double_opt_in_the_reader_is_active_at_once_and_gets_no_ma
     assert response.status_code == 202
     assert response.json() == {"status": "active"}
     subscription = await subscription_of(session, "d@example.com")
-    assert subscription is not None and subscription.status == "active"
+    assert subscription is not None
+    assert subscription.status == "active"
     assert await outbox_rows(session) == []
     form = await client.post("/newsletters/direct/subscribe", data={"email": "e@example.com"})
     assert "You&#39;re subscribed" in form.text or "You're subscribed" in form.text
@@ -228,7 +234,8 @@ async def test_honeypot_answers_success_and_stores_nothing(
         "/newsletters/weekly/subscribe",
         json={"email": "bot2@example.com", "website": "x"},
     )
-    assert bot_json.status_code == 202 and bot_json.json() == {"status": "pending"}
+    assert bot_json.status_code == 202
+    assert bot_json.json() == {"status": "pending"}
     assert await subscription_of(session, "bot@example.com") is None
     assert await subscription_of(session, "bot2@example.com") is None
     assert await count(session, Subscriber) == 1

@@ -315,7 +315,8 @@ async def test_patch_to_active_is_refused_for_a_suppressed_address(
     )
     assert response.status_code == 409
     row = await subscription_of(session, "hard@example.com")
-    assert row is not None and row.status == "bounced"
+    assert row is not None
+    assert row.status == "bounced"
 
 
 async def test_delete_removes_the_subscription_and_its_deliveries(
