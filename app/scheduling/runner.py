@@ -45,6 +45,9 @@ MISSED_RECORDED = 20
 DUE_ONE_OFFS_PER_PASS = 100
 # A ready issue another pass claimed in the meantime is passed over; a few candidates.
 READY_CANDIDATES = 5
+# A grace window shorter than this would make a pass that runs a little after its tick
+# (a crontab runs once a minute) record it as missed; so it is never shorter.
+MIN_GRACE = timedelta(minutes=5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +87,7 @@ async def run_scheduler_pass(
 ) -> list[TickResult]:
     """Start every send that is due at `now` (default: the clock); what was done."""
     now = (now or utcnow()).astimezone(UTC)
-    grace = timedelta(hours=settings.schedule_grace_hours)
+    grace = max(timedelta(hours=settings.schedule_grace_hours), MIN_GRACE)
     results: list[TickResult] = []
     async with sessionmaker() as session:
         due = await repository.due_scheduled_issues(session, now, DUE_ONE_OFFS_PER_PASS)

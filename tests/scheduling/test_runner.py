@@ -12,6 +12,7 @@ from app.kit.db import create_engine, create_sessionmaker
 from app.models import IssueStatus
 from app.scheduling.runner import run_scheduler_pass
 from app.settings import Settings
+from tests.conftest import make_settings
 from tests.scheduling.factories import (
     create_issue,
     create_newsletter,
@@ -393,3 +394,32 @@ async def test_an_unusable_stored_schedule_is_passed_over(
 
     assert results == []
     assert await ticks(session, broken.id) == []
+
+
+async def test_a_grace_window_of_zero_still_sends_a_tick_a_pass_reaches_a_minute_late(
+    session: AsyncSession, sessionmaker: SessionMaker, database_url: str, settings: Settings
+) -> None:
+    no_grace = make_settings(database_url, 1025, schedule_grace_hours=0)
+    newsletter = await create_newsletter(session, checked_at=MONDAY_0900 - timedelta(hours=1))
+    issue = await create_issue(
+        session, newsletter, status=IssueStatus.ready, ready_at=MONDAY_0900 - timedelta(days=1)
+    )
+    await session.commit()
+
+    results = await run_scheduler_pass(no_grace, sessionmaker, MONDAY_0900 + timedelta(minutes=1))
+
+    assert [(r.outcome, r.issue_id) for r in results] == [("sent", issue.id)]
+
+
+async def test_a_newsletter_never_settled_starts_from_its_last_edit(
+    session: AsyncSession, sessionmaker: SessionMaker, settings: Settings
+) -> None:
+    newsletter = await create_newsletter(session, checked_at=None)
+    # The schedule was set a minute after Monday's tick: that tick is not its to act on.
+    newsletter.updated_at = MONDAY_0900 + timedelta(minutes=1)
+    await session.commit()
+
+    results = await run_scheduler_pass(settings, sessionmaker, MONDAY_0900 + timedelta(minutes=2))
+
+    assert results == []
+    assert await ticks(session, newsletter.id) == []
