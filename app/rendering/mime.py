@@ -136,6 +136,17 @@ def header_line(header: str, value: str) -> bytes:
     return f"{header}: {folded}\r\n".encode("ascii")
 
 
+def phrase(name: str) -> str:
+    """A display name as an RFC 5322 phrase: an atom, a quoted string or encoded words."""
+    if len(name) <= 60 and _PLAIN_NAME.fullmatch(name):
+        return name
+    # Encoded words are kept out of quoted strings: some readers (Python's among them)
+    # decode them there too.
+    if len(name) <= 200 and _PLAIN_TEXT.fullmatch(name) and "=?" not in name:
+        return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return "\r\n ".join(encoded_words(name))
+
+
 def address_header(header: str, name: str, email: str) -> bytes:
     """A `Header: Name <addr>` line, the name quoted or RFC 2047 encoded as needed.
 
@@ -144,10 +155,12 @@ def address_header(header: str, name: str, email: str) -> bytes:
     name = clean_name(name)
     if not name:
         return f"{header}: {email}\r\n".encode()
-    if len(name) <= 60 and _PLAIN_NAME.fullmatch(name):
-        phrase = name
-    elif len(name) <= 200 and _PLAIN_TEXT.fullmatch(name) and "=?" not in name:
-        phrase = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    else:
-        phrase = "\r\n ".join(encoded_words(name))
-    return f"{header}: {phrase} <{email}>\r\n".encode()
+    return f"{header}: {phrase(name)} <{email}>\r\n".encode()
+
+
+def list_id_header(name: str, list_id: str) -> bytes:
+    """`List-Id: Name <list-id>` (RFC 2919), the name encoded as a phrase."""
+    name = clean_name(name).replace("<", "").replace(">", "").strip()
+    if not name:
+        return f"List-Id: <{list_id}>\r\n".encode("ascii")
+    return f"List-Id: {phrase(name)} <{list_id}>\r\n".encode("ascii")

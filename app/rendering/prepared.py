@@ -28,7 +28,14 @@ from app.kit.tokens import Signer
 from app.models import Issue, Newsletter, Story
 from app.rendering import issue as stage1
 from app.rendering.dkim import DkimSigner, dkim_signer
-from app.rendering.mime import address_header, clean_name, header_line, qp_piece, qp_value
+from app.rendering.mime import (
+    address_header,
+    clean_name,
+    header_line,
+    list_id_header,
+    qp_piece,
+    qp_value,
+)
 from app.settings import Settings
 
 NAME_FALLBACK = "there"
@@ -93,13 +100,6 @@ class _Builder:
         self.pieces.append(b"")
 
 
-def _list_id(newsletter: Newsletter, host: str) -> str:
-    name = re.sub(r'[<>"\\]', "", newsletter.name).strip()
-    if re.search(r"[()\[\]:;@,.]", name):
-        name = f'"{name}"'
-    return f"{name} <{newsletter.slug}.{host}>".strip()
-
-
 class PreparedIssue:
     """One issue ready to personalise: build it once per worker, then call personalise()."""
 
@@ -135,12 +135,12 @@ class PreparedIssue:
         b.hole(_MESSAGE_ID)
         if newsletter.reply_to:
             b.static(address_header("Reply-To", "", newsletter.reply_to))
-        b.static(header_line("List-Id", _list_id(newsletter, self._host)))
+        b.static(list_id_header(newsletter.name, f"{newsletter.slug}.{self._host}"))
         b.hole(_LIST_UNSUB)
         b.static(
             b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
             b"MIME-Version: 1.0\r\n"
-            + f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'.encode()
+            + f'Content-Type: multipart/alternative;\r\n boundary="{boundary}"\r\n\r\n'.encode()
         )
         part = '--{}\r\nContent-Type: text/{}; charset="utf-8"\r\n' + (
             "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
@@ -158,7 +158,8 @@ class PreparedIssue:
             rendered.placeholder(stage1.OPEN_PIXEL): _HTML_PIXEL,
         }
         links_by_url = {url: i for i, url in enumerate(self.links)} if self._track_clicks else None
-        self._encode_body(b, rendered.html, html_slots, links_by_url=links_by_url)
+        html = rendered.html if rendered.html.endswith("\n") else rendered.html + "\n"
+        self._encode_body(b, html, html_slots, links_by_url=links_by_url)
         b.static(f"\r\n--{boundary}--\r\n".encode())
         self._pieces = b.pieces
         self._holes = b.holes
@@ -207,6 +208,8 @@ class PreparedIssue:
         values[_MESSAGE_ID] = (
             f"Message-ID: {message_id or self.message_id(r.delivery_id)}\r\n".encode("ascii")
         )
+        # Not folded: some readers keep the folding space in front of the "<"; the line
+        # stays far below 998 octets.
         values[_LIST_UNSUB] = f"List-Unsubscribe: <{unsubscribe}>\r\n".encode("ascii")
         values[_TEXT_NAME] = qp_value(greeting)
         values[_TEXT_UNSUB] = values[_HTML_UNSUB] = qp_value(unsubscribe)
