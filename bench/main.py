@@ -27,7 +27,7 @@ from typing import Any
 from bench import baselines, report
 from bench.broadsheet import deployment
 from bench.database import fresh_database
-from bench.procs import Processes, signals_as_exceptions
+from bench.procs import MachineCpu, Processes, signals_as_exceptions
 from bench.sink import SmtpSink
 from bench.subscribe import run_subscribe, wrk_path
 
@@ -249,6 +249,13 @@ class Bench:
         return out
 
 
+async def background_load(seconds: float = 0.5) -> float:
+    """Busy cores while the benchmark itself is idle: other work on the machine."""
+    before = MachineCpu.read()
+    await asyncio.sleep(seconds)
+    return MachineCpu.read().busy_cores_since(before)
+
+
 def median_of(values: list[Any]) -> Any:
     numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
     return statistics.median(numbers) if numbers else None
@@ -294,9 +301,11 @@ async def run(args: argparse.Namespace) -> int:
             order = scenarios[r % len(scenarios) :] + scenarios[: r % len(scenarios)]
             figures: dict[str, Figures] = {}
             for name, scenario in order:
+                background = await background_load()
                 t0 = time.monotonic()
                 try:
                     figures[name] = await scenario(r)
+                    figures[name]["background_busy_cores"] = background
                 except (KeyboardInterrupt, asyncio.CancelledError):
                     raise
                 except Exception as exc:  # one broken measure must not lose the others

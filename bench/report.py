@@ -334,6 +334,18 @@ def markdown(result: dict[str, Any]) -> str:
     ]
     if sizes:
         lines += ["", f"Broadsheet's message for this issue: {', '.join(sizes)}."]
+    background = [
+        stats for key, stats in result["summary"].items() if key.endswith("background_busy_cores")
+    ]
+    if background:
+        worst = max(stats["max"] for stats in background)
+        typical = statistics.median(stats["median"] for stats in background)
+        lines += [
+            "",
+            f"Other load on the machine, sampled for 0.5 s before each measure: median "
+            f"{typical:.2f} busy cores, at most {worst:.2f} (of {m['nproc']}). Above about "
+            "0.3, absolute figures are depressed; the same-repeat ratios much less.",
+        ]
     if result["failures"]:
         lines += ["", "Failures in this run:", ""] + [f"- {f}" for f in result["failures"]]
     lines += [
