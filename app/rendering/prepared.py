@@ -15,9 +15,12 @@ neither break the encoding nor start a header.
 
 from __future__ import annotations
 
+import binascii
+import hashlib
+import hmac
 import html as html_lib
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email.utils import format_datetime
 from functools import lru_cache
@@ -78,6 +81,44 @@ def tracked_links(frozen_html: str) -> list[str]:
     return list(seen)
 
 
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
+def _b64(data: bytes) -> bytes:
+    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=")
+
+
+def _click_links(signer: Signer, base_url: str) -> Callable[[int, int], bytes]:
+    """A fast maker of click URLs, `f(delivery_id, link_index)` -> URL bytes.
+
+    The same tokens as `app.kit.links.click_token`, but the HMAC key schedule and the
+    purpose prefix are computed once instead of once per link per recipient (31 links
+    took 0.8 ms a copy). Checked against `click_token` before use; if the token format
+    ever changes, the plain function is used instead.
+    """
+    prefix = f"{base_url}/t/c/".encode("ascii")
+    keys = getattr(signer, "_keys", None)
+    if type(signer) is Signer and keys:
+        start = hmac.new(keys[0], links.CLICK.encode() + b"|", hashlib.sha256)
+
+        def fast(delivery_id: int, index: int) -> bytes:
+            payload = b"%d.%d" % (delivery_id, index)
+            mac = start.copy()
+            mac.update(payload)
+            return prefix + _b64(payload) + b"." + _b64(mac.digest()[:16])
+
+        if all(
+            fast(d, i) == prefix + links.click_token(signer, d, i).encode()
+            for d, i in ((1, 0), (987654321, 42))
+        ):
+            return fast
+
+    def plain(delivery_id: int, index: int) -> bytes:
+        return prefix + links.click_token(signer, delivery_id, index).encode()
+
+    return plain
+
+
 # Slots: what a hole in the prepared pieces is filled with.
 _TO, _DATE, _MESSAGE_ID, _LIST_UNSUB = 0, 1, 2, 3
 _TEXT_NAME, _TEXT_UNSUB, _HTML_NAME, _HTML_UNSUB, _HTML_PIXEL = 4, 5, 6, 7, 8
@@ -119,6 +160,7 @@ class PreparedIssue:
         self.envelope_from: str = newsletter.from_email
         self.links: list[str] = tracked_links(rendered.html)
         self._signer = signer
+        self._click_url = _click_links(signer, settings.base_url)
         self._base_url = settings.base_url
         self._host = settings.base_host
         self._track_opens = track and newsletter.track_opens
@@ -221,8 +263,9 @@ class PreparedIssue:
                 ' style="display:block;width:1px;height:1px;border:0">'
             )
         for slot in self._link_slots:
-            token = links.click_token(self._signer, r.delivery_id, slot - _FIRST_LINK)
-            values[slot] = qp_value(f"{self._base_url}/t/c/{token}")
+            url = self._click_url(r.delivery_id, slot - _FIRST_LINK)
+            # Tokens are URL-safe ASCII: short enough, the URL needs no encoding at all.
+            values[slot] = url + b"=\r\n" if len(url) < 76 else qp_value(url.decode())
         pieces = self._pieces.copy()
         for position, slot in self._holes:
             pieces[position] = values[slot]
