@@ -1,8 +1,120 @@
+"""`broadsheet send ISSUE_ID [--watch]`: start a send straight in the database and watch it."""
+
 from __future__ import annotations
 
+import asyncio
+import time
+from typing import Any
+
 import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.text import Text
+
+FINAL = ("sent", "cancelled")
+
+
+class _RateEta(ProgressColumn):
+    """Messages per second over the last few seconds, and the time left at that rate."""
+
+    def render(self, task: Task) -> Text:
+        rate = task.fields.get("rate", 0.0)
+        remaining = (task.total or 0) - task.completed
+        eta = f"{remaining / rate:,.0f}s left" if rate > 0 and remaining > 0 else "-"
+        return Text(f"{rate:,.0f} msg/s  ETA {eta}")
 
 
 def send(issue_id: int, watch: bool = typer.Option(False, "--watch")) -> None:
     """Trigger a send and show live progress."""
-    raise typer.Exit(1)
+    from app.cli import configure_logging, settings_or_exit
+
+    settings = settings_or_exit()
+    configure_logging(settings)
+    console = Console()
+    code = asyncio.run(_run(settings, issue_id, watch, console))
+    raise typer.Exit(code)
+
+
+async def _run(settings: Any, issue_id: int, watch: bool, console: Console) -> int:
+    from app.delivery import service
+    from app.kit.db import create_engine, create_sessionmaker, unit_of_work
+    from app.kit.errors import Conflict, NotFound
+
+    engine = create_engine(settings.database_url, pool_size=2)
+    sessionmaker = create_sessionmaker(engine)
+    try:
+        try:
+            async with unit_of_work(sessionmaker) as session:
+                issue = await service.get_issue(session, issue_id)
+                recipients = await service.start_send(session, issue, settings=settings)
+            console.print(f"Issue {issue_id}: sending to {recipients:,} readers.")
+        except NotFound:
+            console.print(f"[red]error:[/red] no issue {issue_id}")
+            return 1
+        except Conflict as exc:
+            if not watch or not any(s in str(exc.detail) for s in ("sending", "paused")):
+                console.print(f"[red]error:[/red] {exc.detail}")
+                return 1
+            console.print(f"Issue {issue_id} is already on its way; watching it.")
+        if not watch:
+            return 0
+        return await _watch(sessionmaker, issue_id, console)
+    finally:
+        await engine.dispose()
+
+
+async def _watch(sessionmaker: Any, issue_id: int, console: Console) -> int:
+    from app.delivery import service
+
+    history: list[tuple[float, int]] = []
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("sent {task.fields[sent]:,}  failed {task.fields[failed]:,}"),
+        _RateEta(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("sending", total=None, sent=0, failed=0, rate=0.0)
+        while True:
+            async with sessionmaker() as session:
+                issue = await service.get_issue(session, issue_id)
+                stats = await service.stats(session, issue)
+            done = sum(stats[k] for k in ("sent", "failed", "bounced", "skipped", "cancelled"))
+            now = time.monotonic()
+            history.append((now, stats["sent"]))
+            history = [(t, n) for t, n in history if now - t <= 5.0]
+            rate = (
+                (history[-1][1] - history[0][1]) / (history[-1][0] - history[0][0])
+                if len(history) > 1 and history[-1][0] > history[0][0]
+                else 0.0
+            )
+            description = stats["status"]
+            if stats["status"] == "paused" and stats["pause_reason"]:
+                description = f"paused ({stats['pause_reason'][:60]})"
+            progress.update(
+                task,
+                total=max(stats["recipients"], 1),
+                completed=done,
+                description=description,
+                sent=stats["sent"],
+                failed=stats["failed"] + stats["bounced"],
+                rate=rate,
+            )
+            if stats["status"] in FINAL:
+                break
+            await asyncio.sleep(0.5)
+    console.print(
+        f"Issue {issue_id} {stats['status']}: {stats['sent']:,} sent, {stats['failed']:,} "
+        f"failed, {stats['bounced']:,} bounced, {stats['skipped']:,} skipped."
+    )
+    return 0

@@ -54,6 +54,7 @@ NOTIFY_CHANNEL = "broadsheet_deliveries"
 IDLE_POLL_SECONDS = 0.25  # SQLite, or PostgreSQL without LISTEN
 LISTEN_POLL_SECONDS = 1.0  # PostgreSQL with LISTEN: the poll only catches due retries
 HOUSEKEEPING_SECONDS = 1.0
+STATUS_REFRESH_SECONDS = 0.25  # pause and cancel take effect within this
 DRAIN_SECONDS = 20.0
 
 
@@ -132,6 +133,9 @@ class DeliveryEngine:
         self.in_flight: dict[asyncio.Task[None], Job] = {}
         self._last_renew = 0.0
         self._last_reclaim = 0.0
+        self._last_refresh = 0.0
+        self.low_water = max(self.batch // 2, self.pool_size)
+        self.queue_low = asyncio.Event()
         self._listen_conn: Any = None
 
     # -- lifecycle ------------------------------------------------------------------
@@ -155,7 +159,6 @@ class DeliveryEngine:
                     await _wait_any(stop, self.wake, 1.0)
                 if not busy:
                     await _wait_any(stop, self.wake, poll)
-                    self.wake.clear()
         finally:
             await self._drain(senders, flusher)
             await self._unlisten()
@@ -225,18 +228,19 @@ class DeliveryEngine:
         await self._housekeeping()
         if self.backoff.is_down:
             return False
-        async with self.sessionmaker() as session:
-            sending = await repository.sending_issue_ids(session)
-            held = {job.issue_id for job in self.in_flight.values()} | set(self.prepared)
-            statuses = await repository.issue_statuses(session, sorted(held - set(sending)))
-        self.issue_status = {**statuses, **dict.fromkeys(sending, IssueStatus.sending.value)}
-        for issue_id, status in list(self.issue_status.items()):
-            if status in (IssueStatus.sent.value, IssueStatus.cancelled.value):
-                self.prepared.pop(issue_id, None)
+        mono = time.monotonic()
+        if self.wake.is_set() or mono - self._last_refresh >= STATUS_REFRESH_SECONDS:
+            self._last_refresh = mono
+            self.wake.clear()
+            await self._refresh_statuses()
+        sending = [i for i, s in self.issue_status.items() if s == IssueStatus.sending.value]
         if not sending:
             return False
-        if self.queue.qsize() >= max(self.batch // 2, self.pool_size):
-            await asyncio.sleep(0.02)
+        if self.queue.qsize() >= self.low_water:
+            # Enough work in hand: wait until the senders have taken some of it.
+            self.queue_low.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.queue_low.wait(), timeout=STATUS_REFRESH_SECONDS)
             return True
         now = utcnow()
         async with self.sessionmaker() as session, session.begin():
@@ -268,6 +272,17 @@ class DeliveryEngine:
             else:
                 self.queue.put_nowait(job)
         return True
+
+    async def _refresh_statuses(self) -> None:
+        """Which issues are sending now, and the state of those this worker holds rows of."""
+        async with self.sessionmaker() as session:
+            sending = await repository.sending_issue_ids(session)
+            held = {job.issue_id for job in self.in_flight.values()} | set(self.prepared)
+            statuses = await repository.issue_statuses(session, sorted(held - set(sending)))
+        self.issue_status = {**statuses, **dict.fromkeys(sending, IssueStatus.sending.value)}
+        for issue_id, status in list(self.issue_status.items()):
+            if status in (IssueStatus.sent.value, IssueStatus.cancelled.value):
+                self.prepared.pop(issue_id, None)
 
     async def _prepare(self, issue_ids: set[int]) -> None:
         """The prepared issue, built once per issue per worker (the expensive part)."""
@@ -335,6 +350,8 @@ class DeliveryEngine:
         try:
             while True:
                 job = await self.queue.get()
+                if self.queue.qsize() < self.low_water:
+                    self.queue_low.set()
                 if job is None:
                     return
                 self.in_flight[task] = job

@@ -42,6 +42,7 @@ class Rule:
 @dataclass
 class FaultySink:
     messages: list[Captured] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)  # time.monotonic() of each acceptance
     rules: list[Rule] = field(default_factory=list)
     tries: Counter[str] = field(default_factory=Counter)
     accept_delay: float = 0.0
@@ -70,6 +71,7 @@ class FaultySink:
     def clear(self) -> None:
         with self.lock:
             self.messages.clear()
+            self.times.clear()
             self.rules.clear()
             self.tries.clear()
             self.accept_delay = 0.0
@@ -128,6 +130,7 @@ class FaultySink:
         data = envelope.original_content or envelope.content
         with self.lock:
             self.messages.append(Captured(envelope.mail_from, list(envelope.rcpt_tos), data))
+            self.times.append(time.monotonic())
         return "250 OK queued"
 
     # Reading what arrived.

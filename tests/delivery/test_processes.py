@@ -1,0 +1,168 @@
+"""Real worker processes: SIGTERM and SIGKILL mid-send, several workers, the shared rate cap.
+
+Each test seeds readers, starts the send through the service (as `broadsheet send`
+does), runs `python -m app.cli worker` processes against the test database and a real
+SMTP server, and counts the copies each reader received.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.delivery.service import get_issue, start_send
+from app.kit.db import unit_of_work
+from app.models import Delivery, Issue
+from app.settings import Settings
+from tests.delivery.factories import seed
+from tests.delivery.faulty_smtp import FaultyServer
+from tests.delivery.processes import KILL, TERM, WorkerProcess, copies, wait_for, worker_env
+
+Maker = async_sessionmaker[AsyncSession]
+
+
+@pytest.fixture
+def spawn(
+    database_url: str, faulty: FaultyServer, tmp_path: Path
+) -> Iterator[Callable[..., WorkerProcess]]:
+    started: list[WorkerProcess] = []
+
+    def start(**settings: object) -> WorkerProcess:
+        env = worker_env(database_url, faulty.url, **settings)
+        worker = WorkerProcess(env, tmp_path / f"worker-{len(started)}.log").start()
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+async def start_issue(
+    sessionmaker: Maker, readers: int, settings: Settings
+) -> tuple[int, list[str]]:
+    _, issue_id, emails = await seed(sessionmaker, readers)
+    async with unit_of_work(sessionmaker) as session:
+        issue = await get_issue(session, issue_id)
+        assert await start_send(session, issue, settings=settings) == readers
+    return issue_id, emails
+
+
+async def wait_sent(sessionmaker: Maker, issue_id: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        async with sessionmaker() as session:
+            status = (
+                await session.execute(select(Issue.status).where(Issue.id == issue_id))
+            ).scalar_one()
+        if status == "sent":
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"issue {issue_id} not sent in time")
+
+
+async def counts(sessionmaker: Maker, issue_id: int) -> dict[str, int]:
+    async with sessionmaker() as session:
+        rows = await session.execute(
+            select(Delivery.status, func.count())
+            .where(Delivery.issue_id == issue_id)
+            .group_by(Delivery.status)
+        )
+        return {str(r[0]): int(r[1]) for r in rows.all()}
+
+
+async def test_sigterm_mid_send_loses_nothing_and_repeats_nothing(
+    sessionmaker: Maker,
+    faulty: FaultyServer,
+    faulty_settings: Callable[..., Settings],
+    spawn: Callable[..., WorkerProcess],
+) -> None:
+    readers = 600
+    issue_id, emails = await start_issue(sessionmaker, readers, faulty_settings())
+    faulty.sink.accept_delay = 0.004
+    worker = spawn(smtp_pool_size=4, batch_size=100)
+    wait_for(lambda: faulty.sink.count() >= 150, 60, "the send to get going")
+    signalled = time.monotonic()
+    worker.signal(TERM)
+    assert worker.wait(timeout=30) == 0, worker.log()
+    assert time.monotonic() - signalled < 30
+    state = await counts(sessionmaker, issue_id)
+    assert state.get("sending", 0) == 0  # nothing left leased
+    delivered = faulty.sink.count()
+    assert state["sent"] == delivered < readers  # every accepted message was recorded
+    spawn(smtp_pool_size=4)
+    await wait_sent(sessionmaker, issue_id)
+    per_reader, _ = copies(faulty.sink.messages)
+    assert per_reader == dict.fromkeys(emails, 1)
+
+
+async def test_sigkill_mid_send_repeats_at_most_the_bound_with_the_same_message_id(
+    sessionmaker: Maker,
+    faulty: FaultyServer,
+    faulty_settings: Callable[..., Settings],
+    spawn: Callable[..., WorkerProcess],
+) -> None:
+    readers, pool = 600, 4
+    issue_id, emails = await start_issue(sessionmaker, readers, faulty_settings())
+    faulty.sink.accept_delay = 0.004
+    worker = spawn(smtp_pool_size=pool, lease_seconds=2)
+    wait_for(lambda: faulty.sink.count() >= 200, 60, "the send to get going")
+    worker.signal(KILL)
+    worker.wait(timeout=10)
+    spawn(smtp_pool_size=pool, lease_seconds=2)
+    await wait_sent(sessionmaker, issue_id)
+    assert await counts(sessionmaker, issue_id) == {"sent": readers}
+    per_reader, ids = copies(faulty.sink.messages)
+    assert set(per_reader) == set(emails)
+    repeats = sum(n - 1 for n in per_reader.values())
+    assert repeats <= pool + 100
+    assert all(len(found) == 1 for found in ids.values())
+
+
+async def test_workers_on_postgresql_share_one_send_without_overlap(
+    db_kind: str,
+    sessionmaker: Maker,
+    faulty: FaultyServer,
+    faulty_settings: Callable[..., Settings],
+    spawn: Callable[..., WorkerProcess],
+) -> None:
+    if db_kind != "postgresql":
+        pytest.skip("several workers share a send on PostgreSQL only (SQLite: one worker)")
+    readers = 1500
+    workers = [spawn(smtp_pool_size=4, batch_size=50) for _ in range(3)]
+    issue_id, emails = await start_issue(sessionmaker, readers, faulty_settings())
+    await wait_sent(sessionmaker, issue_id)
+    per_reader, _ = copies(faulty.sink.messages)
+    assert per_reader == dict.fromkeys(emails, 1)
+    for worker in workers:
+        worker.signal(TERM)
+    for worker in workers:
+        assert worker.wait(timeout=30) == 0
+
+
+async def test_send_rate_holds_for_all_workers_together(
+    db_kind: str,
+    sessionmaker: Maker,
+    faulty: FaultyServer,
+    faulty_settings: Callable[..., Settings],
+    spawn: Callable[..., WorkerProcess],
+) -> None:
+    readers, rate = 80, 20
+    count = 2 if db_kind == "postgresql" else 1
+    for _ in range(count):
+        spawn(smtp_pool_size=4, send_rate=rate)
+    await asyncio.sleep(2)  # let both workers start before the send
+    issue_id, emails = await start_issue(sessionmaker, readers, faulty_settings())
+    await wait_sent(sessionmaker, issue_id)
+    times = sorted(faulty.sink.times)
+    assert len(times) == readers
+    # A bucket holds a fifth of a second of sends, so after the first burst the rest
+    # cannot arrive faster than the cap: a lower bound only, with generous slack.
+    burst = max(1, int(rate * 0.2)) * count
+    assert times[-1] - times[0] >= (readers - burst) / rate * 0.8
