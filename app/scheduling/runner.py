@@ -74,7 +74,9 @@ async def run_due_once(settings: Settings) -> list[str]:
     """
     engine = create_engine(settings.database_url, pool_size=2)
     try:
-        results = await run_scheduler_pass(settings, create_sessionmaker(engine))
+        # The lines are the output; logging them as well would say everything twice in
+        # the mail cron sends. Failures are still logged (to stderr).
+        results = await _run_pass(settings, create_sessionmaker(engine), utcnow())
     finally:
         await engine.dispose()
     return [result.line() for result in results]
@@ -86,7 +88,16 @@ async def run_scheduler_pass(
     now: datetime | None = None,
 ) -> list[TickResult]:
     """Start every send that is due at `now` (default: the clock); what was done."""
-    now = (now or utcnow()).astimezone(UTC)
+    results = await _run_pass(settings, sessionmaker, now or utcnow())
+    for result in results:
+        logger.info("%s", result.line())
+    return results
+
+
+async def _run_pass(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], now: datetime
+) -> list[TickResult]:
+    now = now.astimezone(UTC)
     grace = max(timedelta(hours=settings.schedule_grace_hours), MIN_GRACE)
     results: list[TickResult] = []
     async with sessionmaker() as session:
@@ -109,8 +120,6 @@ async def run_scheduler_pass(
             logger.exception(
                 "scheduler pass for newsletter %s failed; retrying next pass", newsletter.slug
             )
-    for result in results:
-        logger.info("%s", result.line())
     return results
 
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from httpx import AsyncClient
+from httpx import AsyncClient, Response
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -430,3 +430,54 @@ async def test_a_newsletter_without_a_schedule_has_no_ticks(
     assert response.json()["next_ticks"] == []
     assert response.json()["upcoming"] is None
     assert response.json()["recent_ticks"] == []
+
+
+async def test_stories_appended_while_the_tick_sends_the_draft_are_never_lost(
+    session: AsyncSession,
+    client: AsyncClient,
+    editor_headers: Headers,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+) -> None:
+    tick = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+    newsletter = await create_newsletter(
+        session, checked_at=tick - timedelta(hours=1), auto_send_upcoming=True
+    )
+    draft = await create_issue(session, newsletter, stories=1)
+    await session.commit()
+    path = f"/api/v1/newsletters/{newsletter.slug}/upcoming/stories"
+    newsletter_id, draft_id = newsletter.id, draft.id
+
+    def append(i: int) -> asyncio.Task[Response]:
+        body = {"title": f"Late story {i}"}
+        return asyncio.create_task(client.post(path, json=body, headers=editor_headers))
+
+    early = [append(i) for i in range(3)]
+    tick_pass = asyncio.create_task(
+        run_scheduler_pass(settings, sessionmaker, tick + timedelta(seconds=1))
+    )
+    late = [append(i) for i in range(3, 6)]
+    responses = await asyncio.gather(*early, *late)
+    await tick_pass
+
+    assert [r.status_code for r in responses] == [201] * 6
+    session.expire_all()
+    issues = (
+        (await session.execute(select(Issue).where(Issue.newsletter_id == newsletter_id)))
+        .scalars()
+        .all()
+    )
+    sent = next(i for i in issues if i.id == draft_id)
+    assert sent.status in ("sending", "sent")
+    sent_titles = (
+        (await session.execute(select(Story.title).where(Story.issue_id == sent.id)))
+        .scalars()
+        .all()
+    )
+    # Every story of the sent issue made it into what was frozen for the readers; the
+    # ones that came too late are in a new draft.
+    assert sent.rendered_text is not None
+    assert all(title in sent.rendered_text for title in sent_titles)
+    total = (await session.execute(select(Story.id))).scalars().all()
+    assert len(total) == 7
+    assert len(issues) <= 2
