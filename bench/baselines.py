@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.database import ROOT
+from bench.procs import Processes
 from bench.sink import SmtpSink
 
 PEER_RUN = (
@@ -46,38 +47,24 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def smtp_source(sink: SmtpSink, *, messages: int, sessions: int, size: int) -> dict[str, Any]:
+def smtp_source(
+    sink: SmtpSink, processes: Processes, *, messages: int, sessions: int, size: int
+) -> dict[str, Any]:
     """`smtp-source -d -s S -m N -l SIZE`: persistent sessions, payload of the same size."""
     tool = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
+    args = [tool, "-d", "-s", str(sessions), "-m", str(messages), "-l", str(size)]
+    args += ["-f", "bench@example.org", "-t", "reader@example.net", f"127.0.0.1:{sink.port}"]
     mark = sink.count
     cpu = _children_cpu()
     start = time.perf_counter()
-    subprocess.run(
-        [
-            tool,
-            "-d",
-            "-s",
-            str(sessions),
-            "-m",
-            str(messages),
-            "-l",
-            str(size),
-            "-f",
-            "bench@example.org",
-            "-t",
-            "reader@example.net",
-            f"127.0.0.1:{sink.port}",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=600,
-    )
+    code, _out, err = processes.run(args, timeout=600)
     seconds = time.perf_counter() - start
     cpu = _children_cpu() - cpu
-    accepted = sink.count - mark
+    if code != 0:
+        raise RuntimeError(f"smtp-source failed ({code}): {err[-500:]}")
     return {
         "messages": messages,
-        "accepted": accepted,
+        "accepted": sink.count - mark,
         "seconds": seconds,
         "msgs_per_s": messages / seconds,
         "cpu_ms_per_msg": cpu * 1000 / messages,
@@ -85,31 +72,17 @@ def smtp_source(sink: SmtpSink, *, messages: int, sessions: int, size: int) -> d
     }
 
 
-def python_client(kind: str, sink: SmtpSink, *, messages: int, connections: int) -> dict[str, Any]:
+def python_client(
+    kind: str, sink: SmtpSink, processes: Processes, *, messages: int, connections: int
+) -> dict[str, Any]:
     """`python -m bench.clients raw|naive` in its own process; its own CPU figures."""
+    args = [sys.executable, "-m", "bench.clients", kind, "--port", str(sink.port)]
+    args += ["--messages", str(messages), "--connections", str(connections)]
     mark = sink.count
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.clients",
-            kind,
-            "--port",
-            str(sink.port),
-            "--messages",
-            str(messages),
-            "--connections",
-            str(connections),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-        check=False,
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"bench.clients {kind} failed: {out.stderr[-2000:]}")
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    code, out, err = processes.run(args, cwd=ROOT, timeout=1200)
+    if code != 0:
+        raise RuntimeError(f"bench.clients {kind} failed: {err[-2000:]}")
+    result = json.loads(out.strip().splitlines()[-1])
     return {
         "messages": messages,
         "accepted": sink.count - mark,
@@ -125,21 +98,14 @@ def peer_available() -> bool:
     return PEER_RUN.is_file()
 
 
-def django_newsletter(sink: SmtpSink, *, messages: int) -> dict[str, Any]:
+def django_newsletter(sink: SmtpSink, processes: Processes, *, messages: int) -> dict[str, Any]:
     """The peer's own script; its figure covers `submit_newsletter` from start to exit."""
     mark = sink.count
     env = {**os.environ, "PEER_SMTP_HOST": "127.0.0.1", "PEER_SMTP_PORT": str(sink.port)}
-    out = subprocess.run(
-        ["bash", str(PEER_RUN), str(messages)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        check=False,
-    )
-    found = _PEER_LINE.search(out.stdout)
-    if out.returncode != 0 or not found:
-        raise RuntimeError(f"django-newsletter run failed ({out.returncode}): {out.stderr[-1500:]}")
+    code, out, err = processes.run(["bash", str(PEER_RUN), str(messages)], env=env, timeout=1800)
+    found = _PEER_LINE.search(out)
+    if code != 0 or not found:
+        raise RuntimeError(f"django-newsletter run failed ({code}): {err[-1500:]}")
     sent, seconds = int(found.group(1)), float(found.group(2))
     arrivals = sink.arrivals(mark, sent)
     return {

@@ -41,9 +41,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3, help="interleaved repeats (medians)")
     p.add_argument("--db", default="sqlite,postgresql", help="sqlite, postgresql or both")
     p.add_argument("--pool-size", type=int, default=8, help="SMTP_POOL_SIZE (and raw connections)")
-    p.add_argument("--source-messages", type=int, default=20_000)
+    p.add_argument("--source-messages", type=int, default=10_000)
     p.add_argument("--source-sessions", type=int, default=16)
-    p.add_argument("--raw-messages", type=int, default=10_000)
+    p.add_argument("--raw-messages", type=int, default=5_000)
     p.add_argument("--naive-messages", type=int, default=500)
     p.add_argument(
         "--peer",
@@ -143,6 +143,7 @@ class Bench:
         return await asyncio.to_thread(
             baselines.smtp_source,
             self.sink,
+            self.processes,
             messages=self.args.source_messages,
             sessions=self.args.source_sessions,
             size=self.message_size,
@@ -153,6 +154,7 @@ class Bench:
             baselines.python_client,
             "raw",
             self.sink,
+            self.processes,
             messages=self.args.raw_messages,
             connections=self.args.pool_size,
         )
@@ -162,13 +164,14 @@ class Bench:
             baselines.python_client,
             "naive",
             self.sink,
+            self.processes,
             messages=self.args.naive_messages,
             connections=self.args.pool_size,
         )
 
     async def peer(self, repeat: int) -> Figures:
         return await asyncio.to_thread(
-            baselines.django_newsletter, self.sink, messages=self.args.peer_messages
+            baselines.django_newsletter, self.sink, self.processes, messages=self.args.peer_messages
         )
 
     async def subscribe(self, repeat: int) -> Figures:

@@ -127,6 +127,26 @@ class Processes:
             self._children.remove(proc)
         return proc.returncode
 
+    def run(
+        self,
+        args: Sequence[str],
+        *,
+        timeout: float,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> tuple[int, str, str]:
+        """Run to completion (exit status, stdout, stderr); stopped with the others on exit."""
+        proc = self.start(args, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.stop(proc, timeout=5.0)
+            raise
+        finally:
+            if proc in self._children and proc.poll() is not None:
+                self._children.remove(proc)
+        return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+
     def stop_all(self) -> None:
         for proc in list(reversed(self._children)):
             self.stop(proc, timeout=5.0)
