@@ -43,6 +43,7 @@ from app.delivery.smtp import Backoff, SmtpConnection, SmtpUnavailable
 from app.kit.clock import utcnow
 from app.kit.tokens import Signer
 from app.models import DeliveryStatus, Issue, IssueStatus, Newsletter
+from app.rendering.prepared import PreparedIssue, Recipient, prepare_issue
 from app.settings import Settings
 
 logger = logging.getLogger("broadsheet.delivery")
@@ -117,7 +118,7 @@ class DeliveryEngine:
             batch = min(batch, max(self.pool_size, int(settings.send_rate * 2)))
         self.batch = batch
         self.queue: asyncio.Queue[Job | None] = asyncio.Queue()
-        self.prepared: dict[int, Any] = {}
+        self.prepared: dict[int, PreparedIssue] = {}
         self.issue_status: dict[int, str] = {}
         self.cursor = 0
         self.wake = asyncio.Event()
@@ -286,8 +287,6 @@ class DeliveryEngine:
 
     async def _prepare(self, issue_ids: set[int]) -> None:
         """The prepared issue, built once per issue per worker (the expensive part)."""
-        from app.rendering.prepared import prepare_issue
-
         missing = issue_ids - set(self.prepared)
         if not missing:
             return
@@ -380,8 +379,6 @@ class DeliveryEngine:
             await self.has_room.wait()
         await self.ratecap.acquire(job.email)
         prepared = self.prepared[job.issue_id]
-        from app.rendering.prepared import Recipient
-
         message_id = prepared.message_id(job.id)
         data = prepared.personalise(
             Recipient(job.id, job.subscription_id, job.email, job.name), message_id=message_id
