@@ -70,6 +70,14 @@ def _parser() -> MarkdownIt:
     return MarkdownIt("commonmark", {"linkify": False, "typographer": False}).enable("table")
 
 
+@lru_cache(maxsize=1)
+def _permissive_parser() -> MarkdownIt:
+    """For checks only: sees every link, also those the renderer refuses (javascript:)."""
+    parser = MarkdownIt("commonmark", {"linkify": False}).enable("table")
+    parser.validateLink = lambda url: True  # type: ignore[method-assign]
+    return parser
+
+
 def _drop_relative(match: re.Match[str]) -> str:
     """A relative URL means nothing in an inbox: it is removed (the check reports it)."""
     url = match.group(2)
@@ -121,14 +129,14 @@ def markdown_links(text: str) -> list[str]:
             if children:
                 walk(children)
 
-    walk(list(_parser().parse(text)))
+    walk(list(_permissive_parser().parse(text)))
     return urls
 
 
 def markdown_images_without_alt(text: str) -> int:
     """How many images in the Markdown have an empty alt text."""
     count = 0
-    for token in _parser().parse(text):
+    for token in _permissive_parser().parse(text):
         for child in token.children or []:
             if child.type == "image" and not child.content.strip():
                 count += 1

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 from httpx import AsyncClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import Issue, Story
@@ -82,7 +82,7 @@ async def test_list_is_paginated_and_filtered_by_status(
 ) -> None:
     await create_newsletter(session)
     ids = [(await create(client, editor_headers, subject=f"S{i}"))["id"] for i in range(5)]
-    await session.execute(Issue.__table__.update().where(Issue.id == ids[4]).values(status="sent"))
+    await session.execute(update(Issue).where(Issue.id == ids[4]).values(status="sent"))
     await session.commit()
     first = (
         await client.get("/api/v1/newsletters/weekly/issues?limit=2", headers=editor_headers)
@@ -143,9 +143,7 @@ async def test_issue_past_ready_cannot_be_changed_deleted_or_appended_to(
 ) -> None:
     await create_newsletter(session)
     issue = await create(client, editor_headers)
-    await session.execute(
-        Issue.__table__.update().where(Issue.id == issue["id"]).values(status=status)
-    )
+    await session.execute(update(Issue).where(Issue.id == issue["id"]).values(status=status))
     await session.commit()
     url = f"/api/v1/issues/{issue['id']}"
     patched = await client.patch(url, json={"subject": "x"}, headers=editor_headers)
@@ -162,9 +160,7 @@ async def test_draft_and_ready_issues_can_be_deleted(
     await create_newsletter(session)
     for status in ("draft", "ready"):
         issue = await create(client, editor_headers)
-        await session.execute(
-            Issue.__table__.update().where(Issue.id == issue["id"]).values(status=status)
-        )
+        await session.execute(update(Issue).where(Issue.id == issue["id"]).values(status=status))
         await session.commit()
         url = f"/api/v1/issues/{issue['id']}"
         assert (await client.delete(url, headers=editor_headers)).status_code == 204
