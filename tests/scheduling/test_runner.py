@@ -423,3 +423,41 @@ async def test_a_newsletter_never_settled_starts_from_its_last_edit(
 
     assert results == []
     assert await ticks(session, newsletter.id) == []
+
+
+async def test_passes_racing_over_different_ticks_never_start_an_issue_twice(
+    session: AsyncSession, database_url: str, settings: Settings
+) -> None:
+    start = MONDAY_0900
+    newsletter = await create_newsletter(
+        session, cron="* * * * *", checked_at=start - timedelta(seconds=30), subscribers=3
+    )
+    issues = [
+        await create_issue(
+            session, newsletter, status=IssueStatus.ready, ready_at=start - timedelta(hours=h)
+        )
+        for h in (3, 2, 1)
+    ]
+    await session.commit()
+    engines = [create_engine(database_url) for _ in range(3)]
+    try:
+        makers = [create_sessionmaker(engine) for engine in engines]
+        # Workers whose clocks (or pass times) straddle several minute ticks.
+        await asyncio.gather(
+            *(
+                run_scheduler_pass(settings, makers[i % 3], start + timedelta(seconds=20 * i))
+                for i in range(9)
+            )
+        )
+    finally:
+        for engine in engines:
+            await engine.dispose()
+
+    rows = await ticks(session, newsletter.id)
+    assert [row[0] for row in rows] == [start + timedelta(minutes=m) for m in range(3)]
+    sent_issue_ids = [row[2] for row in rows if row[1] == "sent"]
+    assert len(sent_issue_ids) == len(set(sent_issue_ids)) >= 1
+    for issue in issues:
+        expected = 3 if issue.id in sent_issue_ids else 0
+        assert await delivery_count(session, issue.id) == expected
+        assert await issue_status(session, issue.id) == ("sending" if expected else "ready")
