@@ -23,16 +23,17 @@ import json
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.kit.addresses import AddressError, normalise_email
 from app.kit.clock import utcnow
 from app.kit.db import unit_of_work
 from app.kit.errors import Invalid
-from app.kit.sql import insert_ignore
+from app.kit.sql import dialect_name
 from app.kit.text import has_line_break
 from app.models import Subscriber, Subscription, SubscriptionStatus, Suppression
 from app.subscribers.schemas import MAX_ATTRIBUTES_JSON
@@ -270,6 +271,19 @@ def _parse_row(record: _Record, header: _Header, allow_utf8_local: bool) -> _Row
     return _Row(record.line, email, name, attributes)
 
 
+_SUBSCRIBER = cast(Table, Subscriber.__table__)
+_SUBSCRIPTION = cast(Table, Subscription.__table__)
+
+
+def _insert(session: AsyncSession, table: Table) -> Any:
+    """The dialect's INSERT (for ON CONFLICT). Executed with a list of parameter sets it
+    is one compiled statement sent as multi-row batches ("insertmanyvalues"), and its
+    RETURNING rows are exactly the rows inserted."""
+    if dialect_name(session) == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
 async def _write_batch(
     session: AsyncSession,
     *,
@@ -312,9 +326,10 @@ async def _write_batch(
         await session.execute(update(Subscriber), changes)
     new = [email for email in wanted if email not in existing]
     if new:
-        await insert_ignore(
-            session,
-            Subscriber.__table__,  # type: ignore[arg-type]
+        inserted = await session.execute(
+            _insert(session, _SUBSCRIBER)
+            .on_conflict_do_nothing(index_elements=["email"])
+            .returning(_SUBSCRIBER.c.id, _SUBSCRIBER.c.email),
             [
                 {
                     "email": email,
@@ -325,13 +340,15 @@ async def _write_batch(
                 }
                 for email in new
             ],
-            ["email"],
         )
-        # Read the ids back (also those a concurrent request inserted first).
-        for row in await session.execute(
-            select(Subscriber.id, Subscriber.email).where(Subscriber.email.in_(new))
-        ):
+        for row in inserted:
             ids[row.email] = row.id
+        raced = [email for email in new if email not in ids]
+        if raced:  # inserted by a concurrent request since the SELECT above
+            for row in await session.execute(
+                select(Subscriber.id, Subscriber.email).where(Subscriber.email.in_(raced))
+            ):
+                ids[row.email] = row.id
     subscribed = set(
         (
             await session.execute(
@@ -354,17 +371,18 @@ async def _write_batch(
             "created_at": now,
             "updated_at": now,
         }
-        for email, subscriber_id in ids.items()
+        for subscriber_id in (ids[email] for email in wanted if email in ids)
         if subscriber_id not in subscribed
     ]
     created = 0
     if values:
-        created = await insert_ignore(
-            session,
-            Subscription.__table__,  # type: ignore[arg-type]
+        result = await session.execute(
+            _insert(session, _SUBSCRIPTION)
+            .on_conflict_do_nothing(index_elements=["newsletter_id", "subscriber_id"])
+            .returning(_SUBSCRIPTION.c.id),
             values,
-            ["newsletter_id", "subscriber_id"],
         )
+        created = len(result.all())
     updated = sum(1 for email in changed if ids[email] in subscribed)
     return created, updated
 
