@@ -116,7 +116,8 @@ async def test_quoted_newlines_commas_and_quotes_in_attributes_survive(
     newsletter: Newsletter,
 ) -> None:
     data = (
-        'email,name,notes\r\n"q@example.com","O\'Neil, Jr.","first line\r\nsecond ""quoted"" line"\r\n'
+        "email,name,notes\r\n"
+        '"q@example.com","O\'Neil, Jr.","first line\r\nsecond ""quoted"" line"\r\n'
         "next@example.com,Next,plain\r\n"
     )
     result = await post_csv(client, editor_headers, data)
