@@ -301,7 +301,8 @@ async def run(args: argparse.Namespace) -> int:
         )
         for r in range(args.repeats):
             # Rotate the order each repeat: no measure always runs first or last.
-            order = scenarios[r % len(scenarios) :] + scenarios[: r % len(scenarios)]
+            shift = r % len(scenarios) if scenarios else 0
+            order = scenarios[shift:] + scenarios[:shift]
             figures: dict[str, Figures] = {}
             for name, scenario in order:
                 background = await background_load()

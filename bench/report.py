@@ -260,9 +260,10 @@ def targets(result: dict[str, Any]) -> list[dict[str, str]]:
         big_rss = _get(big, "send_1m", "worker_peak_rss_mb")
         grow = _ratio(big_rss, small_rss)
         done = _get(big, "send_1m", "statuses", "sent")
+        big_n = _get(big, "send_1m", "recipients")
         rows.append(
             Row(
-                f"PostgreSQL: worker peak RSS, 1M recipients ({_fmt(done)} sent)",
+                f"PostgreSQL: worker peak RSS, {_fmt(big_n)} recipients ({_fmt(done)} sent)",
                 _fmt(big_rss, "MB", 1),
                 baseline=f"10k: {_fmt(small_rss, 'MB', 1)}",
                 ratio=_fmt(grow, "×", 2),
@@ -274,7 +275,7 @@ def targets(result: dict[str, Any]) -> list[dict[str, str]]:
         )
         rows.append(
             Row(
-                "PostgreSQL: 1M send, request to all final",
+                f"PostgreSQL: {_fmt(big_n)}-recipient send, workers ready to all final",
                 _fmt(_get(big, "send_1m", "msgs_per_s"), "msg/s"),
             )
         )
