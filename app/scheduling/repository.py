@@ -124,14 +124,19 @@ async def transition(
     from_statuses: tuple[IssueStatus, ...],
     *,
     values: dict[str, object],
+    scheduled_at: datetime | None = None,
 ) -> bool:
-    """Move the issue to new values only if it is in one of `from_statuses`."""
-    result = await session.execute(
+    """Move the issue to new values only if it is in one of `from_statuses` (and, when
+    given, still scheduled for `scheduled_at`: an editor may have moved it meanwhile)."""
+    stmt = (
         update(Issue)
         .where(Issue.id == issue_id, Issue.status.in_([s.value for s in from_statuses]))
         .values(**values)
         .execution_options(synchronize_session=False)
     )
+    if scheduled_at is not None:
+        stmt = stmt.where(Issue.scheduled_at == scheduled_at)
+    result = await session.execute(stmt)
     return bool(getattr(result, "rowcount", 0))
 
 
@@ -169,7 +174,7 @@ async def ready_issue_ids(session: AsyncSession, newsletter_id: int, limit: int)
     result = await session.execute(
         select(Issue.id)
         .where(Issue.newsletter_id == newsletter_id, Issue.status == IssueStatus.ready.value)
-        .order_by(Issue.ready_at, Issue.id)
+        .order_by(Issue.ready_at.asc().nulls_last(), Issue.id)
         .limit(limit)
     )
     return list(result.scalars())
@@ -179,7 +184,7 @@ async def ready_issues(session: AsyncSession, newsletter_id: int, limit: int) ->
     result = await session.execute(
         select(Issue)
         .where(Issue.newsletter_id == newsletter_id, Issue.status == IssueStatus.ready.value)
-        .order_by(Issue.ready_at, Issue.id)
+        .order_by(Issue.ready_at.asc().nulls_last(), Issue.id)
         .limit(limit)
     )
     return list(result.scalars())

@@ -151,6 +151,7 @@ async def _run_one_off(
                 due.id,
                 (IssueStatus.scheduled,),
                 values={"status": IssueStatus.draft.value, "updated_at": now},
+                scheduled_at=due.scheduled_at,
             )
             await session.commit()
         if not moved:
@@ -187,6 +188,7 @@ async def _run_one_off(
             due.id,
             (IssueStatus.scheduled,),
             values={"status": IssueStatus.draft.value, "updated_at": now},
+            scheduled_at=due.scheduled_at,
         )
         await session.commit()
     if not moved:
