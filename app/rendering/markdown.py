@@ -133,11 +133,15 @@ def markdown_links(text: str) -> list[str]:
     return urls
 
 
+_IMG_TAG = re.compile(r"<img\b[^>]*>", re.IGNORECASE)
+_ALT = re.compile(r'\balt="([^"]*)"', re.IGNORECASE)
+
+
 def markdown_images_without_alt(text: str) -> int:
-    """How many images in the Markdown have an empty alt text."""
+    """How many images (Markdown or inline HTML) the rendered text shows without alt text."""
     count = 0
-    for token in _permissive_parser().parse(text):
-        for child in token.children or []:
-            if child.type == "image" and not child.content.strip():
-                count += 1
+    for tag in _IMG_TAG.findall(render_markdown(text)):
+        alt = _ALT.search(tag)
+        if alt is None or not alt.group(1).strip():
+            count += 1
     return count

@@ -195,6 +195,10 @@ async def test_draft_and_ready_issues_can_be_deleted(
             ["body", "stories", "0", "image_url"],
         ),
         (
+            {"subject": "ok", "stories": [{"title": "t", "url": 'https://e.org/"><script>'}]},
+            ["body", "stories", "0", "url"],
+        ),
+        (
             {"subject": "ok", "stories": [{"title": "a\nb"}]},
             ["body", "stories", "0", "title"],
         ),

@@ -199,7 +199,10 @@ async def test_checks_report_each_problem_with_its_severity_and_place(
         preheader="",
         intro="See [relative](/about) and ![](https://img.example.org/no-alt.png)",
         story_overrides=[
-            {"body": "[bad](javascript:alert(1)) and [ok](https://example.org)"},
+            {
+                "body": "[bad](javascript:alert(1)) and [ok](https://example.org) "
+                '<img src="https://img.example.org/inline.png">'
+            },
             {"image_url": "https://img.example.org/x.png", "image_alt": None},
         ],
     )
@@ -211,6 +214,7 @@ async def test_checks_report_each_problem_with_its_severity_and_place(
     assert ("link_not_http", "error", "intro") in found
     assert ("image_without_alt", "warning", "intro") in found
     assert ("link_not_http", "error", "stories[0].body") in found
+    assert ("image_without_alt", "warning", "stories[0].body") in found
     assert ("image_without_alt", "warning", "stories[1].image_alt") in found
     assert body["ok"] is False
     assert all(f["message"] for f in body["findings"])
