@@ -200,7 +200,8 @@ class Worker:
         self._file.close()
 
     def output(self) -> str:
-        self._file.flush()
+        if not self._file.closed:
+            self._file.flush()
         return self.log.read_text(errors="replace")
 
 
