@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.delivery.service import start_send
 from app.kit.clock import utcnow
 from app.kit.db import create_engine, create_sessionmaker
 from app.kit.errors import BroadsheetError
@@ -36,6 +36,8 @@ from app.scheduling.repository import DueIssue, ScheduledNewsletter
 from app.settings import Settings
 
 logger = logging.getLogger("broadsheet.scheduler")
+
+StartSend = Callable[..., Awaitable[int]]
 
 # How far behind the grace window a pass looks for ticks to record as missed, and how
 # many of those it records one by one (an every-minute schedule down for a day would
@@ -168,7 +170,7 @@ async def _run_one_off(
                 await session.rollback()
                 return None  # another pass started it, or the editor unscheduled it
             issue = await repository.load_issue_for_send(session, due.id)
-            recipients = await start_send(session, issue, settings=settings)
+            recipients = await _start_send()(session, issue, settings=settings)
             await session.commit()
         except BroadsheetError as exc:
             await session.rollback()
@@ -374,7 +376,7 @@ async def _act_on_tick(
 async def _start(session: AsyncSession, settings: Settings, issue_id: int) -> tuple[str, int, str]:
     issue = await repository.load_issue_for_send(session, issue_id)
     try:
-        recipients = await start_send(session, issue, settings=settings)
+        recipients = await _start_send()(session, issue, settings=settings)
     except BroadsheetError as exc:
         raise _StartRefused(issue.id, issue.number, str(exc.detail)) from exc
     return (
@@ -382,6 +384,14 @@ async def _start(session: AsyncSession, settings: Settings, issue_id: int) -> tu
         issue.id,
         f"started issue #{issue.number} to {recipients} recipients",
     )
+
+
+def _start_send() -> StartSend:
+    # Imported when a send is due: the delivery engine and rendering are most of the
+    # start-up time of a `run-due` that, most minutes, has nothing to do.
+    from app.delivery.service import start_send
+
+    return start_send
 
 
 def _iso(moment: datetime) -> str:
