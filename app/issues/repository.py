@@ -72,11 +72,30 @@ async def add_stories(
     await session.flush()
 
 
-async def next_story_position(session: AsyncSession, issue_id: int) -> int:
-    result = await session.execute(
-        select(func.coalesce(func.max(Story.position), -1) + 1).where(Story.issue_id == issue_id)
+async def append_story(session: AsyncSession, issue_id: int, values: dict[str, Any]) -> int:
+    """Insert a story after the last one, its position computed in the statement itself.
+
+    Two appends racing for one issue (SQLite reads outside the write lock) may compute
+    the same position; the unique (issue_id, position) refuses the loser, which retries.
+    """
+    next_position = (
+        select(func.coalesce(func.max(Story.position), -1) + 1)
+        .where(Story.issue_id == issue_id)
+        .scalar_subquery()
     )
-    return int(result.scalar_one())
+    for attempt in range(_NUMBER_ATTEMPTS):
+        try:
+            async with session.begin_nested():
+                result = await session.execute(
+                    insert(Story)
+                    .values(issue_id=issue_id, position=next_position, **values)
+                    .returning(Story.id)
+                )
+                return int(result.scalar_one())
+        except IntegrityError:
+            if attempt == _NUMBER_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 async def delete_stories(session: AsyncSession, issue_id: int) -> None:

@@ -97,15 +97,13 @@ async def delete_issue(session: AsyncSession, issue_id: int) -> None:
     await session.flush()
 
 
-async def append_story(session: AsyncSession, issue_id: int, story: StoryIn) -> Story:
+async def append_story(session: AsyncSession, issue_id: int, story: StoryIn) -> int:
     issue = await locked_issue(session, issue_id)
     ensure_editable(issue)
-    position = await repository.next_story_position(session, issue.id)
-    row = Story(issue_id=issue.id, position=position, **_story_values(story))
-    session.add(row)
+    story_id = await repository.append_story(session, issue.id, _story_values(story))
     issue.updated_at = utcnow()
     await session.flush()
-    return row
+    return story_id
 
 
 @dataclass(frozen=True, slots=True)

@@ -137,6 +137,28 @@ async def test_append_story_adds_it_at_the_end(
     assert [s["title"] for s in response.json()["stories"]] == ["First", "Second", "Third"]
 
 
+async def test_concurrent_appends_each_get_their_own_position(
+    client: AsyncClient, editor_headers: dict[str, str], session: AsyncSession
+) -> None:
+    await create_newsletter(session)
+    issue = await create(client, editor_headers)
+    results = await asyncio.gather(
+        *(
+            client.post(
+                f"/api/v1/issues/{issue['id']}/stories",
+                json={"title": f"Added {i}"},
+                headers=editor_headers,
+            )
+            for i in range(8)
+        )
+    )
+    assert all(r.status_code == 201 for r in results), [r.text for r in results]
+    final = (await client.get(f"/api/v1/issues/{issue['id']}", headers=editor_headers)).json()
+    positions = [s["position"] for s in final["stories"]]
+    assert len(final["stories"]) == 10
+    assert positions == sorted(set(positions))
+
+
 @pytest.mark.parametrize("status", ["scheduled", "sending", "paused", "sent", "cancelled"])
 async def test_issue_past_ready_cannot_be_changed_deleted_or_appended_to(
     client: AsyncClient, editor_headers: dict[str, str], session: AsyncSession, status: str
