@@ -56,7 +56,7 @@ IDLE_POLL_SECONDS = 0.25  # SQLite, or PostgreSQL without LISTEN
 LISTEN_POLL_SECONDS = 1.0  # PostgreSQL with LISTEN: the poll only catches due retries
 HOUSEKEEPING_SECONDS = 1.0
 STATUS_REFRESH_SECONDS = 0.25  # pause and cancel take effect within this
-DRAIN_SECONDS = 20.0
+DRAIN_SECONDS = 12.0  # senders, then the final flush: well inside the 30 s SIGTERM budget
 
 
 @dataclass(slots=True)

@@ -21,7 +21,7 @@ from app.kit.db import unit_of_work
 from app.models import Delivery, Issue
 from app.settings import Settings
 from tests.delivery.factories import seed
-from tests.delivery.faulty_smtp import FaultyServer
+from tests.delivery.faulty_smtp import DROP, FaultyServer
 from tests.delivery.processes import KILL, TERM, WorkerProcess, copies, wait_for, worker_env
 
 Maker = async_sessionmaker[AsyncSession]
@@ -134,7 +134,7 @@ async def test_workers_on_postgresql_share_one_send_without_overlap(
 ) -> None:
     if db_kind != "postgresql":
         pytest.skip("several workers share a send on PostgreSQL only (SQLite: one worker)")
-    readers = 1500
+    readers = 900
     workers = [spawn(smtp_pool_size=4, batch_size=50) for _ in range(3)]
     issue_id, emails = await start_issue(sessionmaker, readers, faulty_settings())
     await wait_sent(sessionmaker, issue_id)
@@ -166,3 +166,28 @@ async def test_send_rate_holds_for_all_workers_together(
     # cannot arrive faster than the cap: a lower bound only, with generous slack.
     burst = max(1, int(rate * 0.2)) * count
     assert times[-1] - times[0] >= (readers - burst) / rate * 0.8
+
+
+@pytest.mark.faults
+async def test_sigkill_with_a_faulty_smtp_server_still_delivers_everyone_within_the_bound(
+    sessionmaker: Maker,
+    faulty: FaultyServer,
+    faulty_settings: Callable[..., Settings],
+    spawn: Callable[..., WorkerProcess],
+) -> None:
+    readers, pool = 3000, 8
+    issue_id, emails = await start_issue(sessionmaker, readers, faulty_settings())
+    faulty.sink.add("rcpt", "451 4.3.0 greylisted", to=emails[::10], attempts=[1])
+    faulty.sink.add("data", DROP, to=emails[5::50], attempts=[1])
+    faulty.sink.add("rcpt", "", to=emails[7::100], delay=0.5)  # slow replies
+    worker = spawn(smtp_pool_size=pool, lease_seconds=3, max_attempts=5)
+    wait_for(lambda: faulty.sink.count() >= readers // 3, 120, "a third of the send")
+    worker.signal(KILL)
+    worker.wait(timeout=10)
+    spawn(smtp_pool_size=pool, lease_seconds=3, max_attempts=5)
+    await wait_sent(sessionmaker, issue_id, timeout=300)
+    assert await counts(sessionmaker, issue_id) == {"sent": readers}
+    per_reader, ids = copies(faulty.sink.messages)
+    assert set(per_reader) == set(emails)
+    assert sum(n - 1 for n in per_reader.values()) <= pool + 100
+    assert all(len(found) == 1 for found in ids.values())
