@@ -236,3 +236,40 @@ async def test_checks_flag_an_empty_issue_and_an_oversized_one(
     [finding] = [f for f in body["findings"] if f["code"] == "html_too_large"]
     assert finding["severity"] == "error"
     assert body["ok"] is False
+
+
+async def test_one_click_unsubscribe_from_a_personalised_copy_really_unsubscribes(
+    client: AsyncClient, session: AsyncSession, settings: Settings
+) -> None:
+    """The List-Unsubscribe header of a real copy, POSTed as RFC 8058 says, works."""
+    from app.kit.tokens import Signer
+    from app.models import Subscription
+    from app.rendering.prepared import Recipient, freeze_issue, prepare_issue
+
+    newsletter = await create_newsletter(session)
+    issue, stories = await create_issue(session, newsletter, stories=1)
+    subscription = await create_subscription(session, newsletter, "leaver@example.org", "Lee")
+    freeze_issue(issue, newsletter, stories, settings)
+    prepared = prepare_issue(issue, newsletter, settings, Signer(settings.secret))
+    message = parse(
+        prepared.personalise(Recipient(1, subscription.id, "leaver@example.org", "Lee"))
+    )
+    url = str(message["List-Unsubscribe"]).strip("<>")
+    assert url.startswith("http://testserver/unsubscribe/")
+    html = message.get_body(("html",))
+    assert html is not None
+    assert f'href="{url}"' in html.get_content()
+    response = await client.post(
+        url.removeprefix("http://testserver"),
+        content=b"List-Unsubscribe=One-Click",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 200
+    row = (
+        await session.execute(
+            select(Subscription)
+            .where(Subscription.id == subscription.id)
+            .execution_options(populate_existing=True)
+        )
+    ).scalar_one()
+    assert row.status == "unsubscribed"

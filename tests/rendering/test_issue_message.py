@@ -458,3 +458,38 @@ def test_a_replaced_templates_dir_is_used_and_sandboxed(tmp_path: object) -> Non
     with pytest.raises(SecurityError):
         build(stories=[], settings=samples.settings(templates_dir=tmp_path))
     email_environment.cache_clear()
+
+
+def test_a_newsletter_template_name_picks_its_subfolder_and_falls_back_to_default(
+    tmp_path: object,
+) -> None:
+    import shutil
+    from pathlib import Path
+
+    from app.rendering.environment import DEFAULT_TEMPLATES_DIR, email_environment
+
+    assert isinstance(tmp_path, Path)
+    shutil.copytree(DEFAULT_TEMPLATES_DIR, tmp_path, dirs_exist_ok=True)
+    (tmp_path / "fancy").mkdir()
+    (tmp_path / "fancy" / "issue.html").write_text(
+        '<html><body><p>Fancy {{ subject }}</p><a href="{{ unsubscribe_url }}">u</a>'
+        "{{ open_pixel }}</body></html>"
+    )
+    (tmp_path / "fancy" / "issue.txt").write_text("Fancy {{ subscriber_name }}")
+    email_environment.cache_clear()
+    try:
+        settings = samples.settings(templates_dir=tmp_path)
+        fancy, _ = build(
+            newsletter=samples.newsletter(template="fancy"), stories=[], settings=settings
+        )
+        text, html = parts(parse(fancy.personalise(READER)))
+        assert "Fancy This week" in html
+        assert text.startswith("Fancy Ada")
+        missing, _ = build(
+            newsletter=samples.newsletter(template="missing"), stories=[], settings=settings
+        )
+        text, html = parts(parse(missing.personalise(READER)))
+        assert "Fancy" not in html
+        assert "You are receiving this because you subscribed to The Weekly" in html
+    finally:
+        email_environment.cache_clear()
