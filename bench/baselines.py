@@ -73,11 +73,17 @@ def smtp_source(
 
 
 def python_client(
-    kind: str, sink: SmtpSink, processes: Processes, *, messages: int, connections: int
+    kind: str,
+    sink: SmtpSink,
+    processes: Processes,
+    *,
+    messages: int,
+    connections: int,
+    size: int = 0,
 ) -> dict[str, Any]:
     """`python -m bench.clients raw|naive` in its own process; its own CPU figures."""
     args = [sys.executable, "-m", "bench.clients", kind, "--port", str(sink.port)]
-    args += ["--messages", str(messages), "--connections", str(connections)]
+    args += ["--messages", str(messages), "--connections", str(connections), "--size", str(size)]
     mark = sink.count
     code, out, err = processes.run(args, cwd=ROOT, timeout=1200)
     if code != 0:

@@ -37,7 +37,7 @@ from app.main import create_app
 from app.models import Issue
 from app.settings import Settings, load_settings
 from bench import content
-from bench.database import ROOT, Database, load_subscribers
+from bench.database import ROOT, Database, fresh_database, load_subscribers
 from bench.procs import MachineCpu, Processes, cpu_seconds, peak_rss_mb
 from bench.sink import SmtpSink
 
@@ -178,6 +178,8 @@ class Deployment:
             },
         )
         newsletter_id = int(await self.scalar("SELECT id FROM newsletter WHERE slug = :s", s=slug))
+        if n <= 0:
+            return slug, newsletter_id
         await load_subscribers(
             self.engine, newsletter_id=newsletter_id, n=n, prefix=f"r{self._newsletters}-"
         )
@@ -359,3 +361,14 @@ async def deployment(
             raise
         finally:
             await dep.close()
+
+
+async def message_size(sink: SmtpSink, processes: Processes) -> int | None:
+    """The size of the message Broadsheet builds for the benchmark issue (its preview as
+    .eml), so that the baselines can send as many bytes."""
+    async with (
+        fresh_database("sqlite", "size") as db,
+        deployment(db, sink, processes, pool_size=1) as dep,
+    ):
+        slug, _ = await dep.newsletter_with_subscribers(0)
+        return await dep.message_bytes(await dep.create_issue(slug))

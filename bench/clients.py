@@ -72,9 +72,23 @@ def naive_message(i: int) -> EmailMessage:
     return msg
 
 
-def prebuilt_message() -> bytes:
-    """The bytes of one naive message: the raw baseline sends these, unchanged."""
-    return naive_message(0).as_bytes()
+_PAD_LINE = b"This line only pads the benchmark message to the size of Broadsheet's own.\n"
+
+
+def prebuilt_message(size: int = 0) -> bytes:
+    """The bytes of one naive message: the raw baseline sends these, unchanged.
+
+    With `size`, lines are added after the closing MIME boundary (the epilogue, which mail
+    readers ignore) until the message has that many bytes, so that the baselines carry as
+    many bytes and lines as the message Broadsheet sends for the same issue."""
+    data = naive_message(0).as_bytes()
+    if len(data) < size:
+        missing = size - len(data)
+        rest = missing % len(_PAD_LINE)
+        data += _PAD_LINE * (missing // len(_PAD_LINE)) + (
+            b"x" * (rest - 1) + b"\n" if rest else b""
+        )
+    return data
 
 
 async def _drive(port: int, messages: int, connections: int, send: Any) -> float:
@@ -95,8 +109,8 @@ async def _drive(port: int, messages: int, connections: int, send: Any) -> float
     return time.perf_counter() - start
 
 
-async def run_raw(port: int, messages: int, connections: int) -> dict[str, Any]:
-    data = prebuilt_message()
+async def run_raw(port: int, messages: int, connections: int, size: int) -> dict[str, Any]:
+    data = prebuilt_message(size)
     sender = content.FROM_EMAIL
 
     async def send(smtp: aiosmtplib.SMTP, i: int) -> None:
@@ -108,7 +122,7 @@ async def run_raw(port: int, messages: int, connections: int) -> dict[str, Any]:
     return {"messages": messages, "seconds": seconds, "cpu_seconds": cpu, "bytes": len(data)}
 
 
-async def run_naive(port: int, messages: int, connections: int) -> dict[str, Any]:
+async def run_naive(port: int, messages: int, connections: int, size: int) -> dict[str, Any]:
     async def send(smtp: aiosmtplib.SMTP, i: int) -> None:
         await smtp.send_message(naive_message(i))
 
@@ -125,6 +139,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--size", type=int, default=0, help="pad the raw message to this size")
     parser.add_argument("--uvloop", action=argparse.BooleanOptionalAction, default=True)
     args = parser.parse_args()
     if args.kind == "size":
@@ -135,7 +150,7 @@ def main() -> None:
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     run = run_raw if args.kind == "raw" else run_naive
-    result = asyncio.run(run(args.port, args.messages, args.connections))
+    result = asyncio.run(run(args.port, args.messages, args.connections, args.size))
     print(json.dumps(result))
 
 
