@@ -147,6 +147,11 @@ async def get_issue(session: AsyncSession, issue_id: int) -> Issue | None:
     return result.scalar_one_or_none()
 
 
+async def get_story(session: AsyncSession, story_id: int) -> Story:
+    result = await session.execute(select(Story).where(Story.id == story_id))
+    return result.scalar_one()
+
+
 async def load_issue_for_send(session: AsyncSession, issue_id: int) -> Issue:
     """The issue with its stories and newsletter loaded, fresh from the database."""
     result = await session.execute(

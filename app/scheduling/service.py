@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.issues import service as issues_service
 from app.issues.schemas import IssueCreate, StoryIn
-from app.kit.errors import Conflict, Invalid
+from app.kit.errors import Conflict, Invalid, NotFound
 from app.models import Issue, IssueStatus, Newsletter, Story
 from app.scheduling import repository
 from app.scheduling.cron import CronError, next_ticks, validate_cron, validate_timezone
@@ -39,7 +39,8 @@ async def _require_content(session: AsyncSession, issue: Issue) -> None:
 
 async def _fresh(session: AsyncSession, issue_id: int) -> Issue:
     issue = await repository.get_issue(session, issue_id)
-    assert issue is not None  # the caller holds it; issues are not deleted mid-request
+    if issue is None:  # deleted by a concurrent request
+        raise NotFound(f"no issue with the id {issue_id}")
     return issue
 
 
@@ -180,7 +181,8 @@ async def append_upcoming_story(
             session, newsletter, IssueCreate(subject=default_subject(newsletter, now))
         )
         created = True
-    story = await issues_service.append_story(session, issue.id, data)
+    story_id = await issues_service.append_story(session, issue.id, data)
+    story = await repository.get_story(session, story_id)
     return issue, story, created
 
 
