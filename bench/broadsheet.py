@@ -235,6 +235,7 @@ class Deployment:
             await asyncio.gather(*(settled(proc) for proc in procs))
             profiler = start_profiler(self.processes, procs[0].pid, profile) if profile else None
             mark = self.sink.count
+            db_before = await self.database_cpu()
             cpu_before = [cpu_seconds(p.pid) for p in procs]
             machine_before = MachineCpu.read()
             t0 = time.monotonic()
@@ -246,6 +247,7 @@ class Deployment:
                 enqueue_s, recipients = 0.0, already_enqueued
             final_at, statuses = await self._wait_final(issue_id, recipients, mark, t0, timeout)
             machine_after = MachineCpu.read()
+            db_after = await self.database_cpu()
             worker_cpu = sum(cpu_seconds(p.pid) - c for p, c in zip(procs, cpu_before, strict=True))
             rss = max(peak_rss_mb(p.pid) for p in procs)
         finally:
@@ -268,8 +270,27 @@ class Deployment:
             worker_cpu_s=worker_cpu,
             worker_peak_rss_mb=rss,
             busy_cores=machine_after.busy_cores_since(machine_before),
-            extra={"worker_exit_codes": codes},
+            extra={
+                "worker_exit_codes": codes,
+                "database_cpu_ms_per_msg": _database_cpu_ms(db_before, db_after, statuses),
+            },
         )
+
+    async def database_cpu(self) -> dict[int, float]:
+        """CPU seconds of each PostgreSQL backend serving this database (same machine)."""
+        if self.db.kind != "postgresql":
+            return {}
+        async with self.engine.connect() as conn:
+            pids = (
+                await conn.execute(
+                    text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+                )
+            ).scalars()
+            out: dict[int, float] = {}
+            for pid in pids:
+                with contextlib.suppress(OSError, ValueError, IndexError):
+                    out[int(pid)] = cpu_seconds(int(pid))
+            return out
 
     async def _wait_final(
         self, issue_id: int, recipients: int, mark: int, t0: float, timeout: float
@@ -303,6 +324,18 @@ class Deployment:
             assert issue is not None
             recipients = await start_send(session, issue, settings=self.settings)
         return time.perf_counter() - t0, recipients
+
+
+def _database_cpu_ms(
+    before: dict[int, float], after: dict[int, float], statuses: dict[str, int]
+) -> float | None:
+    """PostgreSQL CPU per message sent: the backends' CPU over the send (a backend that
+    started during the send counts from zero; one that ended is missed)."""
+    sent = statuses.get("sent", 0)
+    if not after or not sent:
+        return None
+    used = sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+    return used * 1000 / sent
 
 
 async def settled(proc: subprocess.Popen[bytes], *, timeout: float = 20.0) -> None:

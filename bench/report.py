@@ -199,6 +199,9 @@ def targets(result: dict[str, Any]) -> list[dict[str, str]]:
                 ratio=_fmt(r(f"{db}_cpu_vs_raw"), "×", 2),
             )
         )
+        db_cpu = _m(result, f"{db}.send.database_cpu_ms_per_msg")
+        if db_cpu is not None:
+            rows.append(Row(f"{label}: database server CPU per message", _fmt(db_cpu, "ms", 3)))
         first = _m(result, f"{db}.send.first_message_s")
         rows.append(
             Row(
