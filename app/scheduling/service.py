@@ -25,6 +25,7 @@ from app.settings import Settings
 NEXT_TICKS = 5
 RECENT_TICKS = 20
 LISTED_ISSUES = 50
+MAX_SCHEDULE_AHEAD = timedelta(days=3653)
 
 
 def _conflict(issue: Issue, action: str) -> Conflict:
@@ -86,9 +87,14 @@ async def schedule(session: AsyncSession, issue: Issue, at: datetime, *, now: da
     """draft, ready or scheduled -> scheduled at `at` (an aware time in the future)."""
     if at.tzinfo is None:  # the schema refuses naive times; this guards other callers
         raise Invalid("at", "needs a UTC offset, e.g. 2026-12-07T09:00:00+01:00")
-    at = at.astimezone(UTC)
+    try:
+        at = at.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:00:00-05:00 is past year 9999 in UTC
+        raise Invalid("at", "is too far in the future") from None
     if at <= now:
         raise Invalid("at", f"is in the past (now is {now.isoformat()})")
+    if at > now + MAX_SCHEDULE_AHEAD:
+        raise Invalid("at", "is more than ten years ahead")
     if issue.status not in (
         IssueStatus.draft.value,
         IssueStatus.ready.value,

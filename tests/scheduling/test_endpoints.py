@@ -155,6 +155,22 @@ async def test_a_time_in_the_past_is_refused(
     assert response.json()["detail"][0]["loc"] == ["body", "at"]
 
 
+@pytest.mark.parametrize("at", ["9999-12-31T23:00:00-05:00", "2040-01-01T00:00:00Z"])
+async def test_a_time_too_far_ahead_is_refused(
+    at: str, session: AsyncSession, client: AsyncClient, editor_headers: Headers
+) -> None:
+    newsletter = await create_newsletter(session)
+    issue = await create_issue(session, newsletter)
+    await session.commit()
+
+    response = await client.post(
+        f"/api/v1/issues/{issue.id}/schedule", json={"at": at}, headers=editor_headers
+    )
+
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "at"]
+
+
 async def test_a_sent_issue_cannot_be_scheduled(
     session: AsyncSession, client: AsyncClient, editor_headers: Headers
 ) -> None:
