@@ -16,7 +16,7 @@ tricky = st.lists(st.sampled_from([*"ab =\t.é日🙂\n", "=3D", "  ", "x" * 80]
     "".join
 )
 values = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"),
+    alphabet=st.characters(exclude_categories=["Cs"], exclude_characters="\r\n"),
     max_size=300,
 )
 
