@@ -321,7 +321,9 @@ class DeliveryEngine:
             now = utcnow()
             async with self.sessionmaker() as session, session.begin():
                 taken = await repository.reclaim_expired(session, now)
-                await repository.cancel_leftovers(session, now)
+                if taken:
+                    # Rows of a dead worker may belong to an issue cancelled meanwhile.
+                    await repository.cancel_leftovers(session, now)
             if taken:
                 logger.warning("took back %d deliveries whose lease expired", taken)
 

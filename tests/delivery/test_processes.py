@@ -83,11 +83,11 @@ async def test_sigterm_mid_send_loses_nothing_and_repeats_nothing(
     faulty_settings: Callable[..., Settings],
     spawn: Callable[..., WorkerProcess],
 ) -> None:
-    readers = 600
+    readers = 400
     issue_id, emails = await start_issue(sessionmaker, readers, faulty_settings())
     faulty.sink.accept_delay = 0.004
     worker = spawn(smtp_pool_size=4, batch_size=100)
-    wait_for(lambda: faulty.sink.count() >= 150, 60, "the send to get going")
+    wait_for(lambda: faulty.sink.count() >= 100, 60, "the send to get going")
     signalled = time.monotonic()
     worker.signal(TERM)
     assert worker.wait(timeout=30) == 0, worker.log()
@@ -108,11 +108,11 @@ async def test_sigkill_mid_send_repeats_at_most_the_bound_with_the_same_message_
     faulty_settings: Callable[..., Settings],
     spawn: Callable[..., WorkerProcess],
 ) -> None:
-    readers, pool = 600, 4
+    readers, pool = 400, 4
     issue_id, emails = await start_issue(sessionmaker, readers, faulty_settings())
     faulty.sink.accept_delay = 0.004
     worker = spawn(smtp_pool_size=pool, lease_seconds=2)
-    wait_for(lambda: faulty.sink.count() >= 200, 60, "the send to get going")
+    wait_for(lambda: faulty.sink.count() >= 130, 60, "the send to get going")
     worker.signal(KILL)
     worker.wait(timeout=10)
     spawn(smtp_pool_size=pool, lease_seconds=2)
