@@ -33,12 +33,15 @@ templates = Jinja2Templates(directory=Path(__file__).resolve().parents[1] / "tem
 JSON_TYPE = "application/json"
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 MAX_NAME = 200
-# Headers for pages reached through a token: never cached, never indexed, and the token
-# in the address never leaks through a Referer.
+# Headers for pages reached through a token: never cached, never indexed, never framed,
+# and the token in the address never leaks through a Referer.
 TOKEN_PAGE_HEADERS = {
     "Cache-Control": "no-store",
     "Referrer-Policy": "no-referrer",
     "X-Robots-Tag": "noindex, nofollow",
+    # Nobody may frame the unsubscribe button and trick a click on it.
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "frame-ancestors 'none'",
 }
 
 

@@ -375,3 +375,37 @@ async def test_rate_counters_store_no_addresses_or_ips(
     keys = list((await session.execute(select(RateCounter.key))).scalars())
     assert len(keys) == 2
     assert not any("secret" in key or "127.0.0.1" in key for key in keys)
+
+
+async def test_a_non_ascii_local_part_is_accepted_only_with_smtputf8(
+    client_with: ClientFactory, session: AsyncSession, newsletter: Newsletter
+) -> None:
+    async with client_with(smtputf8=False) as plain:
+        refused = await plain.post(
+            "/newsletters/weekly/subscribe", json={"email": "zoë@example.com"}
+        )
+        assert refused.status_code == 422
+        assert refused.json()["detail"][0]["loc"] == ["body", "email"]
+    async with client_with(smtputf8=True) as utf8:
+        accepted = await utf8.post(
+            "/newsletters/weekly/subscribe", json={"email": "zoë@example.com"}
+        )
+        assert accepted.status_code == 202
+    (row,) = await outbox_rows(session)
+    assert row.rcpt_to == "zoë@example.com"
+
+
+async def test_token_pages_cannot_be_framed_or_cached(
+    client: AsyncClient, session: AsyncSession, newsletter: Newsletter
+) -> None:
+    from app.kit.links import unsubscribe_token
+    from app.kit.tokens import Signer
+    from tests.conftest import SECRET
+
+    subscription = await create_subscription(session, newsletter, "f@example.com")
+    token = unsubscribe_token(Signer(SECRET.encode()), subscription.id)
+    response = await client.get(f"/unsubscribe/{token}")
+    assert response.headers["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    assert response.headers["cache-control"] == "no-store"
+    assert response.headers["referrer-policy"] == "no-referrer"
