@@ -8,9 +8,13 @@ per recipient. `PreparedIssue.personalise()` fills the holes and joins the piece
 nothing is parsed, inlined or flattened per recipient.
 
 Each value is escaped for where it lands: HTML-escaped in the HTML part, plain in the
-text part, RFC 2047 encoded (via the `email` header API) in headers; each value is
-quoted-printable encoded on its own and starts on a fresh encoded line, so it can
-neither break the encoding nor start a header.
+text part, and in headers an atom, a quoted string or RFC 2047 encoded words
+(`app.rendering.mime`, which never lets a line boundary through). In the body each value
+is quoted-printable encoded on its own and starts on a fresh encoded line, so it can
+neither break the encoding nor start a header. Headers are not folded by the `email`
+package: its folder drops the space between adjacent encoded words and can leave a
+display name unquoted (see tests/security/test_header_encoding.py); the tests read every
+message back with the `email` parser instead.
 """
 
 from __future__ import annotations
