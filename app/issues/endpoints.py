@@ -68,10 +68,10 @@ async def list_issues(
     _: EditorKey,
     newsletter: NewsletterDep,
     page: PageParamsDep,
-    status: Annotated[IssueStatus | None, Query()] = None,
+    status_filter: Annotated[IssueStatus | None, Query(alias="status")] = None,
 ) -> Page[IssueSummary]:
     rows = await repository.list_page(
-        session, newsletter.id, status=status, after_id=page.after_id, limit=page.limit
+        session, newsletter.id, status=status_filter, after_id=page.after_id, limit=page.limit
     )
     return make_page([_summary(r, newsletter) for r in rows], [r.id for r in rows], page.limit)
 
