@@ -180,7 +180,7 @@ async def _run_one_off(
             raise
         else:
             return result(
-                TickOutcome.sent, f"started issue #{due.number} to {recipients} recipients"
+                TickOutcome.sent, f"started issue #{due.number} to {_recipients(recipients)}"
             )
     # The send refused to start (its state or content): rather than trying again every
     # few seconds, the issue goes back to draft with the reason in the pass's output.
@@ -382,7 +382,7 @@ async def _start(session: AsyncSession, settings: Settings, issue_id: int) -> tu
     return (
         TickOutcome.sent.value,
         issue.id,
-        f"started issue #{issue.number} to {recipients} recipients",
+        f"started issue #{issue.number} to {_recipients(recipients)}",
     )
 
 
@@ -392,6 +392,10 @@ def _start_send() -> StartSend:
     from app.delivery.service import start_send
 
     return start_send
+
+
+def _recipients(count: int) -> str:
+    return "1 recipient" if count == 1 else f"{count} recipients"
 
 
 def _iso(moment: datetime) -> str:
