@@ -35,18 +35,19 @@ async def test_an_issue_marked_ready_goes_out_once_at_the_next_minute(
     tmp_path: Path,
 ) -> None:
     subscribers = 5
+    now = utcnow()
+    next_tick = (now + timedelta(minutes=1)).replace(second=0, microsecond=0)
     newsletter = await create_newsletter(
         session,
         cron="* * * * *",
         timezone="Europe/Berlin",
-        checked_at=utcnow(),
+        checked_at=now,
         subscribers=subscribers,
     )
     issue = await create_issue(session, newsletter, stories=2)
     await session.commit()
     response = await client.post(f"/api/v1/issues/{issue.id}/ready", headers=editor_headers)
     assert response.status_code == 200, response.text
-    next_tick = (utcnow() + timedelta(minutes=1)).replace(second=0, microsecond=0)
 
     env = command_env(database_url, smtp_server[1])
     worker = await start(["worker"], env, tmp_path)
