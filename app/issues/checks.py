@@ -63,10 +63,37 @@ def run_checks(
     stories: list[Story],
     *,
     html: str,
+    text: str,
+    unsubscribe_url: str,
     message_bytes: int,
 ) -> CheckReport:
-    """Check the issue's content and the HTML a subscriber would get."""
+    """Check the issue's content and the message a subscriber would get (`html`, `text`,
+    made for a sample reader whose unsubscribe link is `unsubscribe_url`)."""
     findings: list[Finding] = []
+    for part, body in (("html", html), ("text", text)):
+        # A replaced template (TEMPLATES_DIR) could drop these; the law and the
+        # reader need them in every copy.
+        if unsubscribe_url not in body:
+            findings.append(
+                Finding(
+                    code="unsubscribe_link_missing",
+                    severity="error",
+                    message=f"the {part} part has no unsubscribe link: the template must "
+                    "use unsubscribe_url",
+                    where=f"template.{part}",
+                )
+            )
+        first_line = (newsletter.postal_address or "").strip().splitlines()[:1]
+        if first_line and first_line[0].strip() not in body:
+            findings.append(
+                Finding(
+                    code="postal_address_not_shown",
+                    severity="error",
+                    message=f"the {part} part does not show the postal address: the "
+                    "template must use postal_address_lines",
+                    where=f"template.{part}",
+                )
+            )
     subject = issue.subject.strip()
     if not subject:
         findings.append(

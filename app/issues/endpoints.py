@@ -162,7 +162,13 @@ async def check_issue(
     loaded = await service.load(session, issue.id)
     rendered = await service.rendering(loaded, settings)
     message = service.preview_message(rendered, loaded, settings, signer)
-    _text, html = service.message_parts(message)
+    text, html = service.message_parts(message)
     return checks.run_checks(
-        loaded.issue, loaded.newsletter, loaded.stories, html=html, message_bytes=len(message)
+        loaded.issue,
+        loaded.newsletter,
+        loaded.stories,
+        html=html,
+        text=text,
+        unsubscribe_url=service.sample_unsubscribe_url(settings, signer),
+        message_bytes=len(message),
     )

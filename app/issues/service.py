@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.delivery.outbox import enqueue_mail
 from app.issues import repository
 from app.issues.schemas import IssueCreate, IssueUpdate, StoryIn
+from app.kit import links
 from app.kit.clock import utcnow
 from app.kit.errors import Conflict, NotFound
 from app.kit.tokens import Signer
@@ -134,6 +135,10 @@ async def rendering(loaded: Loaded, settings: Settings) -> RenderedIssue:
 
 def sample_recipient() -> Recipient:
     return Recipient(delivery_id=0, subscription_id=0, email=SAMPLE_EMAIL, name=SAMPLE_NAME)
+
+
+def sample_unsubscribe_url(settings: Settings, signer: Signer) -> str:
+    return links.unsubscribe_url(settings.base_url, signer, sample_recipient().subscription_id)
 
 
 def preview_message(

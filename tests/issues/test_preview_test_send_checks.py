@@ -4,15 +4,18 @@ import asyncio
 import email
 import email.policy
 from email.message import EmailMessage
+from pathlib import Path
 
 import pytest
-from httpx import AsyncClient
+from httpx import ASGITransport, AsyncClient
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.delivery.worker import run_worker
+from app.main import create_app
 from app.models import Delivery, Issue, OutboxMessage
 from app.settings import Settings
+from tests.conftest import make_settings
 from tests.issues.factories import create_issue, create_newsletter, create_subscription
 from tests.smtp import MailSink
 
@@ -273,3 +276,29 @@ async def test_one_click_unsubscribe_from_a_personalised_copy_really_unsubscribe
         )
     ).scalar_one()
     assert row.status == "unsubscribed"
+
+
+async def test_checks_catch_a_replaced_template_without_unsubscribe_link_or_address(
+    session: AsyncSession,
+    engine: AsyncEngine,
+    database_url: str,
+    smtp_server: tuple[MailSink, int],
+    editor_headers: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "issue.html").write_text("<html><body><p>{{ subject }}</p></body></html>")
+    (tmp_path / "issue.txt").write_text("{{ subject }}")
+    app = create_app(
+        make_settings(database_url, smtp_server[1], templates_dir=tmp_path), engine=engine
+    )
+    newsletter = await create_newsletter(session)
+    issue, _ = await create_issue(session, newsletter, stories=1)
+    transport = ASGITransport(app=app)
+    async with AsyncClient(transport=transport, base_url="http://testserver") as client:
+        response = await client.get(f"/api/v1/issues/{issue.id}/check", headers=editor_headers)
+    body = response.json()
+    found = {(f["code"], f["where"]) for f in body["findings"]}
+    assert ("unsubscribe_link_missing", "template.html") in found
+    assert ("unsubscribe_link_missing", "template.text") in found
+    assert ("postal_address_not_shown", "template.html") in found
+    assert body["ok"] is False
