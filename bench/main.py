@@ -91,7 +91,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--only",
         default="",
-        help="comma-separated subset: source,raw,naive,peer,sqlite,postgresql,subscribe",
+        help="comma-separated subset: source,raw,pipelined,naive,peer,sqlite,postgresql,subscribe",
     )
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--no-write", action="store_true", help="print, do not write results")
@@ -135,6 +135,8 @@ class Bench:
             out.append(("source", self.source))
         if self.wanted("raw"):
             out.append(("raw", self.raw))
+        if self.wanted("pipelined"):
+            out.append(("pipelined", self.pipelined))
         if self.wanted("naive"):
             out.append(("naive", self.naive))
         peer = a.peer if a.peer is not None else baselines.peer_available()
@@ -164,6 +166,17 @@ class Bench:
         return await asyncio.to_thread(
             baselines.python_client,
             "raw",
+            self.sink,
+            self.processes,
+            messages=self.args.raw_messages,
+            connections=self.args.pool_size,
+            size=self.message_size,
+        )
+
+    async def pipelined(self, repeat: int) -> Figures:
+        return await asyncio.to_thread(
+            baselines.python_client,
+            "pipelined",
             self.sink,
             self.processes,
             messages=self.args.raw_messages,

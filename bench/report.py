@@ -60,6 +60,13 @@ def ratios_per_repeat(repeats: list[dict[str, Any]]) -> dict[str, dict[str, Any]
     for figures in repeats:
         raw = _get(figures, "raw", "msgs_per_s")
         add("raw_vs_smtp_source", _ratio(raw, _get(figures, "source", "msgs_per_s")))
+        add("pipelined_vs_raw", _ratio(_get(figures, "pipelined", "msgs_per_s"), raw))
+        add(
+            "pipelined_cpu_vs_raw",
+            _ratio(
+                _get(figures, "pipelined", "cpu_ms_per_msg"), _get(figures, "raw", "cpu_ms_per_msg")
+            ),
+        )
         for db in ("sqlite", "postgresql"):
             e2e = _get(figures, db, "send", "msgs_per_s")
             if e2e is None:
@@ -142,6 +149,24 @@ def targets(result: dict[str, Any]) -> list[dict[str, str]]:
             _fmt(_m(result, "raw.cpu_ms_per_msg"), "ms", 3),
         )
     )
+    pipelined = _m(result, "pipelined.msgs_per_s")
+    if pipelined is not None:
+        rows.append(
+            Row(
+                "pipelined asyncio client without aiosmtplib, same bytes (headroom, no target)",
+                _fmt(pipelined, "msg/s"),
+                baseline=f"raw {_fmt(raw)}",
+                ratio=_fmt(r("pipelined_vs_raw"), "×", 2),
+            )
+        )
+        rows.append(
+            Row(
+                "pipelined asyncio client, CPU per message",
+                _fmt(_m(result, "pipelined.cpu_ms_per_msg"), "ms", 3),
+                baseline=f"raw {_fmt(_m(result, 'raw.cpu_ms_per_msg'), 'ms', 3)}",
+                ratio=_fmt(r("pipelined_cpu_vs_raw"), "×", 2),
+            )
+        )
     rows.append(Row("naive loop (premailer + EmailMessage per recipient)", _fmt(naive, "msg/s")))
     if peer is not None:
         rows.append(Row("django-newsletter 1.2.1 submit_newsletter", _fmt(peer, "msg/s")))
@@ -377,7 +402,7 @@ def one_line(name: str, figures: dict[str, Any] | None) -> str:
     """A progress line for the terminal."""
     if not figures:
         return "(failed)"
-    if name in ("source", "raw", "naive", "peer"):
+    if name in ("source", "raw", "pipelined", "naive", "peer"):
         cpu = figures.get("cpu_ms_per_msg")
         return f"{figures['msgs_per_s']:,.0f} msg/s" + (f", {cpu:.3f} ms CPU/msg" if cpu else "")
     if name == "subscribe":
