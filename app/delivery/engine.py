@@ -137,6 +137,7 @@ class DeliveryEngine:
         self._last_refresh = 0.0
         self.low_water = max(self.batch // 2, self.pool_size)
         self.queue_low = asyncio.Event()
+        self.write_lock = asyncio.Lock()
         self._listen_conn: Any = None
 
     # -- lifecycle ------------------------------------------------------------------
@@ -312,7 +313,9 @@ class DeliveryEngine:
         lease = self.settings.lease_seconds
         if mono - self._last_renew >= min(lease / 3, 10) and self.in_flight_or_queued():
             self._last_renew = mono
-            async with self.sessionmaker() as session, session.begin():
+            # Never at the same time as an outcome flush: both update this worker's rows
+            # (in different orders), which PostgreSQL would report as a deadlock.
+            async with self.write_lock, self.sessionmaker() as session, session.begin():
                 await repository.renew_leases(
                     session, self.owner, utcnow() + timedelta(seconds=lease)
                 )
@@ -453,7 +456,8 @@ class DeliveryEngine:
         batch, self.pending = self.pending, []
         self.in_flush = len(batch)
         try:
-            finished = await self._write(batch)
+            async with self.write_lock:
+                finished = await self._write(batch)
         except Exception:
             logger.exception("writing %d outcomes failed; retrying", len(batch))
             self.pending = batch + self.pending
@@ -530,6 +534,8 @@ class DeliveryEngine:
                     }
                 )
                 touched.add(job.issue_id)
+        for rows in (sent, retry, release, requeue, final):
+            rows.sort(key=lambda row: int(row["b_id"]))  # one lock order for every writer
         async with self.sessionmaker() as session, session.begin():
             await repository.write_outcomes(session, repository.MARK_SENT, sent)
             await repository.write_outcomes(session, repository.MARK_RETRY, retry)
