@@ -323,7 +323,7 @@ def cli() -> None:
     p.add_argument("--sink", choices=["count", "smtp-sink"], default="count")
     p.add_argument("--signal", choices=["TERM", "KILL"])
     p.add_argument("--at", type=float, default=0.5)
-    p.add_argument("--timeout", type=float, default=600)
+    p.add_argument("--timeout", type=float, default=1800)
     result = asyncio.run(main(p.parse_args()))
     print(json.dumps(result, indent=2))
 

@@ -8,6 +8,7 @@ Credentials never reach the logs: servers are described by scheme, host and port
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -133,8 +134,22 @@ class SmtpConnection:
         Raises aiosmtplib errors (see `classify.classify_exception`) or SmtpUnavailable.
         """
         client = await self.connect()
-        _errors, reply = await client.sendmail(mail_from, [rcpt_to], data)
-        return reply
+        if client.is_ehlo_or_helo_needed:
+            await client.ehlo()
+        # The transaction by hand rather than `sendmail()`: our messages are already CRLF,
+        # so the SIZE option is just their length (sendmail normalises the whole message
+        # once more only to measure it), and addresses were validated at the door.
+        options = [f"SIZE={len(data)}"] if client.supports_extension("size") else []
+        try:
+            await client.mail(mail_from, options=options)
+            await client.rcpt(rcpt_to)
+            response = await client.data(data)
+        except aiosmtplib.SMTPResponseException:
+            # Leave the session clean for the next message on this connection.
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+                await client.rset()
+            raise
+        return response.message
 
     def drop(self) -> None:
         """Forget a connection that is broken or that the server asked us to close."""
