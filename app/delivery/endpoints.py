@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header, Path, Query
 from fastapi.responses import JSONResponse
 
 from app.delivery import repository, service
@@ -23,6 +23,9 @@ from app.models import DeliveryStatus, IssueStatus
 
 router = APIRouter(prefix="/api/v1/issues", tags=["delivery"])
 
+# Ids are 64-bit in the database: a larger number is simply not found (never a 500).
+IssueId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+
 IdempotencyKey = Annotated[
     str | None,
     Header(
@@ -35,7 +38,7 @@ IdempotencyKey = Annotated[
 
 @router.post("/{issue_id}/send", status_code=202, response_model=SendStarted)
 async def send_issue(
-    issue_id: int,
+    issue_id: IssueId,
     session: SessionDep,
     settings: SettingsDep,
     _key: EditorKey,
@@ -64,28 +67,28 @@ async def send_issue(
 
 
 @router.post("/{issue_id}/pause", response_model=IssueState)
-async def pause_issue(issue_id: int, session: SessionDep, _key: EditorKey) -> IssueState:
+async def pause_issue(issue_id: IssueId, session: SessionDep, _key: EditorKey) -> IssueState:
     issue = await service.get_issue(session, issue_id)
     await service.pause(session, issue)
     return IssueState(id=issue.id, status=issue.status, pause_reason=issue.pause_reason)
 
 
 @router.post("/{issue_id}/resume", response_model=IssueState)
-async def resume_issue(issue_id: int, session: SessionDep, _key: EditorKey) -> IssueState:
+async def resume_issue(issue_id: IssueId, session: SessionDep, _key: EditorKey) -> IssueState:
     issue = await service.get_issue(session, issue_id)
     await service.resume(session, issue)
     return IssueState(id=issue.id, status=issue.status, pause_reason=None)
 
 
 @router.post("/{issue_id}/cancel", response_model=CancelResult)
-async def cancel_issue(issue_id: int, session: SessionDep, _key: EditorKey) -> CancelResult:
+async def cancel_issue(issue_id: IssueId, session: SessionDep, _key: EditorKey) -> CancelResult:
     issue = await service.get_issue(session, issue_id)
     cancelled = await service.cancel(session, issue)
     return CancelResult(id=issue.id, status=issue.status, cancelled=cancelled)
 
 
 @router.post("/{issue_id}/resend-failed", status_code=202, response_model=Requeued)
-async def resend_failed(issue_id: int, session: SessionDep, _key: EditorKey) -> Requeued:
+async def resend_failed(issue_id: IssueId, session: SessionDep, _key: EditorKey) -> Requeued:
     """A new run of attempts for every delivery of the issue that ended `failed`."""
     issue = await service.get_issue(session, issue_id)
     requeued = await service.resend_failed(session, issue)
@@ -94,14 +97,14 @@ async def resend_failed(issue_id: int, session: SessionDep, _key: EditorKey) -> 
 
 
 @router.get("/{issue_id}/stats", response_model=IssueStats)
-async def issue_stats(issue_id: int, session: SessionDep, _key: EditorKey) -> IssueStats:
+async def issue_stats(issue_id: IssueId, session: SessionDep, _key: EditorKey) -> IssueStats:
     issue = await service.get_issue(session, issue_id)
     return IssueStats(**await service.stats(session, issue))
 
 
 @router.get("/{issue_id}/deliveries", response_model=Page[DeliveryItem])
 async def issue_deliveries(
-    issue_id: int,
+    issue_id: IssueId,
     session: SessionDep,
     page: PageParamsDep,
     _key: EditorKey,

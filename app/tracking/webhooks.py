@@ -194,7 +194,7 @@ async def _delivery_for(session: Any, message_id: str) -> tuple[int, int, int] |
     if not message_id.startswith("<"):
         message_id = f"<{message_id}>"
     match = _OUR_MESSAGE_ID.match(message_id)
-    if match:
+    if match and int(match.group(1)) < 2**63:
         row = (
             await session.execute(
                 select(Delivery.id, Delivery.issue_id, Delivery.subscription_id).where(

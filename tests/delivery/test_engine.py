@@ -474,3 +474,12 @@ async def test_stats_and_deliveries_show_progress_and_last_reply(
         f"/api/v1/issues/{issue_id}/deliveries?status=nope", headers=editor_headers
     )
     assert bad.status_code == 422
+
+
+async def test_an_issue_id_beyond_64_bits_is_refused_not_a_server_error(
+    client: AsyncClient, editor_headers: dict[str, str]
+) -> None:
+    for path in ("send", "stats", "deliveries"):
+        method = client.post if path == "send" else client.get
+        response = await method(f"/api/v1/issues/{2**70}/{path}", headers=editor_headers)
+        assert response.status_code == 422
