@@ -86,7 +86,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--profile",
         action="store_true",
-        help="py-spy the worker during the first PostgreSQL send (speedscope file)",
+        help="py-spy the worker during the first send on each database (speedscope files)",
     )
     p.add_argument(
         "--only",
@@ -311,10 +311,54 @@ def summarise(repeats: list[dict[str, Figures]]) -> dict[str, dict[str, Any]]:
     }
 
 
+class Run:
+    """The figures of one run so far, written out after every repeat: an interrupted or
+    timed-out run still leaves the repeats it finished (marked incomplete)."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.started = dt.datetime.now(dt.UTC)
+        self.repeats: list[dict[str, Figures]] = []
+        self.big: Figures | None = None
+        self.machine = report.machine_info()
+
+    def result(self, bench: Bench, *, complete: bool) -> dict[str, Any]:
+        args = self.args
+        result: dict[str, Any] = {
+            "started_at": self.started.isoformat(timespec="seconds"),
+            "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "complete": complete,
+            "repeats_done": len(self.repeats),
+            "command": "bench/run " + shlex.join(sys.argv[1:]),
+            "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "machine": {**self.machine, "load_average_at_end": os.getloadavg()[0]},
+            "info": bench.info,
+            "repeats": self.repeats,
+            "summary": summarise(self.repeats),
+            "ratios": report.ratios_per_repeat(self.repeats),
+            "big": self.big,
+            "failures": bench.failures,
+        }
+        result["targets"] = report.targets(result)
+        return result
+
+    def write(self, bench: Bench, *, complete: bool) -> str:
+        result = self.result(bench, complete=complete)
+        markdown = report.markdown(result)
+        if not self.args.no_write:
+            out: Path = self.args.out
+            out.mkdir(parents=True, exist_ok=True)
+            suffix = "-big" if self.args.big else ""
+            name = f"{self.started.date()}-{'-'.join(bench.dbs)}{suffix}.json"
+            (out / name).write_text(json.dumps(result, indent=2) + "\n")
+            (out / "latest.md").write_text(markdown)
+            if complete:
+                print(f"wrote {out / name} and {out / 'latest.md'}")
+        return markdown
+
+
 async def run(args: argparse.Namespace) -> int:
-    started = dt.datetime.now(dt.UTC)
-    repeats: list[dict[str, Figures]] = []
-    big: Figures | None = None
+    state = Run(args)
     with Processes() as processes, signals_as_exceptions():
         sink = SmtpSink(processes)
         bench = Bench(args, sink, processes)
@@ -325,60 +369,49 @@ async def run(args: argparse.Namespace) -> int:
             f"scenarios: {', '.join(n for n, _ in scenarios)}; repeats: {args.repeats}",
             flush=True,
         )
-        for r in range(args.repeats):
-            # Rotate the order each repeat: no measure always runs first or last.
-            shift = r % len(scenarios) if scenarios else 0
-            order = scenarios[shift:] + scenarios[:shift]
-            figures: dict[str, Figures] = {}
-            for name, scenario in order:
-                background = await background_load()
-                t0 = time.monotonic()
+        try:
+            for r in range(args.repeats):
+                state.repeats.append(await run_repeat(bench, scenarios, r))
+                if r + 1 < args.repeats:
+                    state.write(bench, complete=False)
+            if args.big:
                 try:
-                    figures[name] = await scenario(r)
-                    figures[name]["background_busy_cores"] = background
-                except (KeyboardInterrupt, asyncio.CancelledError):
-                    raise
-                except Exception as exc:  # one broken measure must not lose the others
-                    bench.failures.append(f"repeat {r + 1} {name}: {exc!r}")
+                    state.big = await bench.big()
+                    print(f"big: {json.dumps(state.big)}", flush=True)
+                except Exception as exc:
+                    bench.failures.append(f"big: {exc!r}")
                     traceback.print_exc()
-                print(
-                    f"[{r + 1}/{args.repeats}] {name}: {time.monotonic() - t0:.1f} s "
-                    f"{report.one_line(name, figures.get(name))}",
-                    flush=True,
-                )
-            repeats.append(figures)
-        if args.big:
-            try:
-                big = await bench.big()
-                print(f"big: {json.dumps(big)}", flush=True)
-            except Exception as exc:
-                bench.failures.append(f"big: {exc!r}")
-                traceback.print_exc()
-    summary = summarise(repeats)
-    ratios = report.ratios_per_repeat(repeats)
-    result: dict[str, Any] = {
-        "started_at": started.isoformat(timespec="seconds"),
-        "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "command": "bench/run " + shlex.join(sys.argv[1:]),
-        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "machine": report.machine_info(),
-        "info": bench.info,
-        "repeats": repeats,
-        "summary": summary,
-        "ratios": ratios,
-        "big": big,
-        "failures": bench.failures,
-    }
-    result["targets"] = report.targets(result)
-    markdown = report.markdown(result)
-    print(markdown)
-    if not args.no_write:
-        args.out.mkdir(parents=True, exist_ok=True)
-        name = f"{started.date()}-{'-'.join(bench.dbs)}{'-big' if args.big else ''}.json"
-        (args.out / name).write_text(json.dumps(result, indent=2) + "\n")
-        (args.out / "latest.md").write_text(markdown)
-        print(f"wrote {args.out / name} and {args.out / 'latest.md'}")
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            if state.repeats:
+                state.write(bench, complete=False)
+            raise
+    print(state.write(bench, complete=True))
     return 1 if bench.failures else 0
+
+
+async def run_repeat(
+    bench: Bench, scenarios: list[tuple[str, Callable[[int], Awaitable[Figures]]]], r: int
+) -> dict[str, Figures]:
+    # Rotate the order each repeat: no measure always runs first or last.
+    shift = r % len(scenarios) if scenarios else 0
+    figures: dict[str, Figures] = {}
+    for name, scenario in scenarios[shift:] + scenarios[:shift]:
+        background = await background_load()
+        t0 = time.monotonic()
+        try:
+            figures[name] = await scenario(r)
+            figures[name]["background_busy_cores"] = background
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            raise
+        except Exception as exc:  # one broken measure must not lose the others
+            bench.failures.append(f"repeat {r + 1} {name}: {exc!r}")
+            traceback.print_exc()
+        print(
+            f"[{r + 1}/{bench.args.repeats}] {name}: {time.monotonic() - t0:.1f} s "
+            f"{report.one_line(name, figures.get(name))}",
+            flush=True,
+        )
+    return figures
 
 
 def main() -> None:

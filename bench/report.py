@@ -346,7 +346,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"commit {m.get('commit') or '?'}.",
         "",
         f"Command: `{result['command']}` — {opts['n']:,} subscribers per send, "
-        f"{opts['repeats']} interleaved repeats (medians; ratios taken within each repeat), "
+        f"{result['repeats_done']} interleaved repeats (medians; ratios taken within each repeat)"
+        f"{'' if result['complete'] else ' (INCOMPLETE: the run stopped early)'}, "
         f"SMTP pool {opts['pool_size']}, into Postfix `smtp-sink` on 127.0.0.1. Broadsheet's "
         f"message for the ten-story issue is {broadsheet:,} bytes; smtp-source and raw "
         f"aiosmtplib send {size:,} bytes, the naive loop its own {naive:,}.",
@@ -468,7 +469,6 @@ def machine_info() -> dict[str, Any]:
         "wrk": _wrk_version(),
         "packages": packages,
         "commit": _command(["git", "rev-parse", "--short", "HEAD"]),
-        "load_average_at_end": os.getloadavg()[0],
     }
 
 
