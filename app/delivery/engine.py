@@ -363,7 +363,10 @@ class DeliveryEngine:
                     await self._send(connection, job)
                 except Exception as exc:  # a bug; never lose the row over it
                     logger.exception("sending delivery %d failed unexpectedly", job.id)
-                    self._add(Result(RELEASE, job, reply=f"internal error: {exc}"[:500], delay=5))
+                    connection.drop()
+                    # Counted as an attempt, so a row that always fails ends `failed`.
+                    reply = f"internal error: {type(exc).__name__}: {exc}"[:500]
+                    self._add(self._failure(job, Outcome(Verdict.retry, None, reply), None))
                 finally:
                     self.in_flight.pop(task, None)
         finally:
@@ -385,9 +388,15 @@ class DeliveryEngine:
         await self.ratecap.acquire(job.email)
         prepared = self.prepared[job.issue_id]
         message_id = prepared.message_id(job.id)
-        data = prepared.personalise(
-            Recipient(job.id, job.subscription_id, job.email, job.name), message_id=message_id
-        )
+        try:
+            data = prepared.personalise(
+                Recipient(job.id, job.subscription_id, job.email, job.name), message_id=message_id
+            )
+        except Exception as exc:
+            logger.exception("delivery %d: the message could not be built", job.id)
+            reply = f"could not build the message: {type(exc).__name__}: {exc}"[:500]
+            self._add(Result(FAILED, job, reply=reply))
+            return
         started = time.perf_counter()
         try:
             reply = await connection.sendmail(prepared.envelope_from, job.email, data)
@@ -411,7 +420,7 @@ class DeliveryEngine:
         self.backoff.succeeded()
         self._add(Result(SENT, job, reply=reply[:500], message_id=message_id))
 
-    def _failure(self, job: Job, outcome: Outcome, message_id: str) -> Result:
+    def _failure(self, job: Job, outcome: Outcome, message_id: str | None) -> Result:
         if outcome.verdict is Verdict.bounce:
             return Result(BOUNCED, job, reply=outcome.reply, message_id=message_id)
         if outcome.verdict is Verdict.policy:
@@ -423,7 +432,7 @@ class DeliveryEngine:
             return Result(FAILED, job, reply=outcome.reply, message_id=message_id, soft=soft)
         return Result(RETRY, job, reply=outcome.reply)
 
-    def _policy(self, job: Job, outcome: Outcome, message_id: str) -> Result:
+    def _policy(self, job: Job, outcome: Outcome, message_id: str | None) -> Result:
         delay = max(1.0, self.settings.retry_backoff_seconds)
         return Result(POLICY, job, reply=outcome.reply, message_id=message_id, delay=delay)
 
