@@ -24,8 +24,9 @@ def _web_url(value: str) -> str:
     value = value.strip()
     if not is_web_url(value):
         raise ValueError("must be an absolute http:// or https:// URL")
-    if any(char.isspace() or char in '"<>\\' for char in value):
-        raise ValueError('must not contain spaces or the characters " < > \\')
+    # Quotes and angle brackets are accepted: every template escapes them.
+    if any(char.isspace() for char in value):
+        raise ValueError("must not contain spaces")
     return value
 
 

@@ -35,7 +35,11 @@ from app.rendering.prepared import (
 from app.settings import Settings
 
 EDITABLE = frozenset({IssueStatus.draft.value, IssueStatus.ready.value})
-FROZEN = frozenset({IssueStatus.sending.value, IssueStatus.paused.value, IssueStatus.sent.value})
+# Before these states the content may still change: preview renders it afresh; after
+# them, what subscribers get is the frozen rendering.
+NOT_FROZEN = frozenset(
+    {IssueStatus.draft.value, IssueStatus.ready.value, IssueStatus.scheduled.value}
+)
 SAMPLE_NAME = "Alex Reader"
 SAMPLE_EMAIL = "alex.reader@example.com"
 TEST_KIND = "test"
@@ -126,7 +130,7 @@ async def rendering(loaded: Loaded, settings: Settings) -> RenderedIssue:
     """What subscribers get: the frozen rendering once sending started, else the current
     content rendered now (premailer runs in a thread, off the event loop)."""
     issue = loaded.issue
-    if issue.status in FROZEN and issue.rendered_html and issue.rendered_text:
+    if issue.status not in NOT_FROZEN and issue.rendered_html and issue.rendered_text:
         return RenderedIssue.from_frozen(issue.rendered_html, issue.rendered_text)
     return await to_thread.run_sync(
         lambda: render_issue(issue, loaded.newsletter, loaded.stories, settings)
