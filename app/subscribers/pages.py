@@ -292,9 +292,11 @@ async def subscribe(
             return JSONResponse({"detail": detail}, status_code=422)
         return _form_page(request, newsletter, status_code=400, values=values, errors=errors)
 
+    # Keyed on the lower-cased address: most mailboxes ignore case before the @, so
+    # case variants must not each get their own allowance.
     retry = await ratelimit.hit(
         session,
-        ratelimit.counter_key("subscribe-address", email, settings.secret),
+        ratelimit.counter_key("subscribe-address", email.lower(), settings.secret),
         settings.subscribe_address_rate,
     )
     if retry is not None:
