@@ -5,10 +5,12 @@ from __future__ import annotations
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.kit.clock import utcnow
 from app.kit.errors import Conflict
 from app.models import Newsletter
 from app.newsletters import repository
 from app.newsletters.schemas import NewsletterCreate, NewsletterUpdate
+from app.scheduling.service import schedule_changed
 
 
 def _slug_conflict(slug: str) -> Conflict:
@@ -36,8 +38,15 @@ async def update(
     if slug is not None and slug != newsletter.slug:
         if await repository.slug_taken(session, slug, except_id=newsletter.id):
             raise _slug_conflict(slug)
+    schedule_moved = any(
+        key in changes and changes[key] != getattr(newsletter, key)
+        for key in ("schedule_cron", "timezone")
+    )
     for key, value in changes.items():
         setattr(newsletter, key, value)
+    if schedule_moved:
+        # A new schedule fires from now on, never for its past times inside the grace window.
+        schedule_changed(newsletter, utcnow())
     try:
         await session.flush()
     except IntegrityError as exc:
