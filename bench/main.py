@@ -329,7 +329,7 @@ class Run:
             "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "complete": complete,
             "repeats_done": len(self.repeats),
-            "command": "bench/run " + shlex.join(sys.argv[1:]),
+            "command": " ".join(["bench/run", *map(shlex.quote, sys.argv[1:])]),
             "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
             "machine": {**self.machine, "load_average_at_end": os.getloadavg()[0]},
             "info": bench.info,
@@ -351,9 +351,11 @@ class Run:
             suffix = "-big" if self.args.big else ""
             name = f"{self.started.date()}-{'-'.join(bench.dbs)}{suffix}.json"
             (out / name).write_text(json.dumps(result, indent=2) + "\n")
-            (out / "latest.md").write_text(markdown)
+            # A --big run on its own (--only none) must not replace the main table.
+            table = "latest-big.md" if self.args.big else "latest.md"
+            (out / table).write_text(markdown)
             if complete:
-                print(f"wrote {out / name} and {out / 'latest.md'}")
+                print(f"wrote {out / name} and {out / table}")
         return markdown
 
 
