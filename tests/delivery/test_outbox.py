@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.delivery.outbox import enqueue_mail
+from app.kit.clock import utcnow
 from app.kit.db import unit_of_work
 from app.models import OutboxMessage
 from app.settings import Settings
@@ -110,3 +112,25 @@ async def test_transactional_mail_retries_4xx_then_fails_on_5xx(
     assert gone_row.last_reply.startswith("550 5.1.1")
     assert len(faulty.sink.to("slow@example.com")) == 1
     assert faulty.sink.to("gone@example.com") == []
+
+
+async def test_a_message_left_leased_by_a_crashed_worker_is_sent_once_its_lease_expires(
+    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    faulty: FaultyServer,
+    faulty_settings: Callable[..., Settings],
+) -> None:
+    row_id = await _enqueue(sessionmaker, "reader@example.com")
+    async with unit_of_work(sessionmaker) as session:
+        await session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == row_id)
+            .values(status="sending", lease_expires_at=utcnow() - timedelta(seconds=1))
+        )
+    async with running_worker(faulty_settings(), engine):
+
+        async def sent() -> bool:
+            return (await _row(sessionmaker, row_id)).status == "sent"
+
+        await wait_until(sent)
+    assert len(faulty.sink.to("reader@example.com")) == 1
