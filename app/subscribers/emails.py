@@ -18,6 +18,7 @@ from app.kit.clock import utcnow
 from app.kit.links import confirm_url
 from app.kit.tokens import Signer
 from app.models import Newsletter, OutboxMessage, Subscriber, Subscription
+from app.rendering.dkim import dkim_signer
 from app.rendering.environment import email_environment
 from app.rendering.transactional import build_message, message_id
 from app.settings import Settings
@@ -90,6 +91,7 @@ async def queue_confirmation(
         message_id=outbox.message_id,
         reply_to=newsletter.reply_to,
         headers={"Auto-Submitted": "auto-generated"},
+        dkim=dkim_signer(settings),
     )
     subscription.confirmation_sent_at = utcnow()
     await session.flush()
