@@ -133,20 +133,11 @@ def test_no_subject_adds_a_header_or_a_line_over_998_octets(value: str) -> None:
     assert_well_formed(build(subject=subject))
 
 
-FOLDING_BUG = (
-    "app/rendering/transactional.py SMTP_POLICY folds at 78 columns and Python 3.11's "
-    "folder drops the space between adjacent encoded words, so a short non-ASCII subject "
-    "reaches the reader with words run together; max_line_length=998 avoids folding"
-)
-
-
-@pytest.mark.xfail(strict=False, reason=FOLDING_BUG)
 def test_a_short_non_ascii_subject_keeps_its_spaces() -> None:
     subject = "news naïve — 🙂 été — été 日本 über"
     assert parse(build(subject=subject))["Subject"] == subject
 
 
-@pytest.mark.xfail(strict=False, reason=FOLDING_BUG)
 @settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(header_text)
 @example("=?utf-8?q?hi?=")
@@ -176,14 +167,6 @@ def test_no_display_name_adds_a_header_or_an_address(value: str) -> None:
         assert len(message[header].addresses) == 1
 
 
-QUOTE_BUG = (
-    "app/rendering/transactional.build_message (and mime.address_header): a display name "
-    "of a long atom ending in an unmatched quote, e.g. '0'*74 + '\"', is folded unquoted as "
-    '`From:\\r\\n 000...0"\\r\\n <news@example.com>`, so the quote swallows the address'
-)
-
-
-@pytest.mark.xfail(strict=False, reason=QUOTE_BUG)
 def test_a_name_ending_in_a_quote_keeps_its_address() -> None:
     message = parse(build(from_name="0" * 74 + '"', to_name="0" * 74 + '"'))
     assert message["From"].addresses[0].addr_spec == "news@example.com"
@@ -208,12 +191,6 @@ def test_any_accepted_display_name_comes_back_with_the_same_characters(value: st
         assert "".join(address.display_name.split()) == "".join(name.split())
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="build_message cannot fold an unbroken display name: a name of 2,000 "
-    "characters gives a 2,001-octet From line; harmless only while every name field "
-    "is capped well below 990 characters",
-)
 @pytest.mark.parametrize("length", [2000, 5000])
 def test_an_overlong_unbroken_name_keeps_every_line_within_998_octets(length: int) -> None:
     name = accepted("x" * length)
