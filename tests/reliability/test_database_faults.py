@@ -134,6 +134,29 @@ async def test_postgresql_restarted_mid_send_the_worker_and_api_reconnect_and_fi
     assert result.repeats <= restarts * (8 + 100), result
 
 
+def hammer(path: str, seconds: float) -> int:
+    """Commit tiny writes to the SQLite file from another connection for `seconds`."""
+    writer = sqlite3.connect(path, timeout=0.05, isolation_level=None)
+    done = 0
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            try:
+                writer.execute("BEGIN IMMEDIATE")
+                writer.execute(
+                    "INSERT INTO rate_counter (key, window_start, count) VALUES ('hammer', 0, 1)"
+                    " ON CONFLICT (key) DO UPDATE SET count = count + 1"
+                )
+                writer.execute("COMMIT")
+                done += 1
+            except sqlite3.OperationalError:
+                if writer.in_transaction:
+                    writer.execute("ROLLBACK")
+    finally:
+        writer.close()
+    return done
+
+
 def sqlite_path(database_url: str) -> str:
     return database_url.split(":///", 1)[1]
 
@@ -276,3 +299,67 @@ async def test_an_api_write_while_sqlite_is_locked_gets_a_clear_answer_not_a_500
         headers=admin_headers,
     )
     assert after.status_code == 201
+
+
+@pytest.mark.faults
+async def test_confirmations_are_sent_once_through_an_sqlite_lock(
+    db_kind: str,
+    database_url: str,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    sink_server: SinkServer,
+    spawn_worker: SpawnWorker,
+) -> None:
+    if db_kind != "sqlite":
+        pytest.skip("an exclusive file lock is an SQLite test")
+    from sqlalchemy import func, select
+
+    from app.kit.db import unit_of_work
+    from app.models import OutboxMessage
+
+    count = 400
+    async with unit_of_work(sessionmaker) as session:
+        for i in range(count):
+            session.add(
+                OutboxMessage(
+                    kind="confirmation",
+                    mail_from="news@example.org",
+                    rcpt_to=f"confirm{i}@example.com",
+                    message=b"Message-ID: <c%d@example.org>\r\nSubject: x\r\n\r\nx\r\n" % i,
+                    message_id=f"<c{i}@example.org>",
+                )
+            )
+    worker = spawn_worker()
+    sink = sink_server.sink
+    await wait_for_count(sink, 20, timeout=60, worker=worker)
+    # Another writer commits small transactions as fast as it can for a few seconds (as
+    # the API does under load): the worker's read transactions go stale and their writes
+    # meet SQLITE_BUSY at once, whatever the busy timeout.
+    await asyncio.to_thread(hammer, sqlite_path(database_url), 6.0)
+    deadline = time.monotonic() + 120
+    left = count
+    while time.monotonic() < deadline and left:
+        async with sessionmaker() as session:
+            left = (
+                await session.scalar(
+                    select(func.count())
+                    .select_from(OutboxMessage)
+                    .where(OutboxMessage.status != "sent")
+                )
+                or 0
+            )
+        await asyncio.sleep(0.3)
+    assert worker.terminate() == 0
+    per_rcpt: dict[str, int] = {}
+    for rcpt, _ in sink.snapshot():
+        per_rcpt[rcpt] = per_rcpt.get(rcpt, 0) + 1
+    twice = sum(n - 1 for n in per_rcpt.values())
+    report(
+        f"[outbox lock] {count} confirmations, {twice} sent twice, {left} unsent",
+        kind="outbox_lock",
+        messages=count,
+        repeats=twice,
+        lost=left,
+    )
+    assert left == 0
+    assert len(per_rcpt) == count
+    assert twice == 0
