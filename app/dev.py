@@ -12,6 +12,7 @@ import email.policy
 import html
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -153,7 +154,15 @@ def run_dev(*, host: str, port: int, smtp_port: int) -> None:
     upgrade(settings.database_url)
 
     catcher = Controller(_Catcher(MAIL_DIR), hostname="127.0.0.1", port=smtp_port)
-    catcher.start()
+    try:
+        catcher.start()
+    except (OSError, RuntimeError) as exc:
+        print(  # noqa: T201
+            f"error: cannot start the mail catcher on 127.0.0.1:{smtp_port} ({exc}); "
+            "is another `broadsheet dev` running? Pick another port with --smtp-port.",
+            file=sys.stderr,
+        )
+        raise SystemExit(2) from None
 
     async def main() -> None:
         engine = create_engine(settings.database_url)
