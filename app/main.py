@@ -10,6 +10,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import DataError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import __version__
@@ -92,6 +94,33 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def _domain_error(request: Request, exc: BroadsheetError) -> JSONResponse:
         return JSONResponse(
             {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    @app.exception_handler(PoolTimeout)
+    @app.exception_handler(ConnectionError)
+    async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # The database is down, restarting, locked past the busy timeout, or out of
+        # connections: nothing was stored, and the client may try again. Not a bug, so
+        # not a 500; the detail names the condition without echoing driver messages.
+        logger.warning(
+            "database unavailable for %s %s: %s",
+            request.method,
+            request.url.path,
+            type(exc).__name__,
+        )
+        return JSONResponse(
+            {"detail": "the database is unavailable, nothing was stored; try again shortly"},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+
+    @app.exception_handler(DataError)
+    async def _out_of_range(request: Request, exc: DataError) -> JSONResponse:
+        return JSONResponse(
+            {"detail": "a value is out of range or of the wrong kind for the database"},
+            status_code=422,
         )
 
     @app.exception_handler(RequestValidationError)

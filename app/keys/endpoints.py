@@ -7,6 +7,7 @@ from app.keys.schemas import KeyCreate, KeyCreated, KeyRead
 from app.kit.clock import utcnow
 from app.kit.deps import AdminKey, SessionDep
 from app.kit.errors import NotFound
+from app.kit.ids import IdPath
 from app.kit.pagination import Page, PageParamsDep, make_page
 
 router = APIRouter(prefix="/api/v1/keys", tags=["keys"])
@@ -25,7 +26,7 @@ async def list_keys(session: SessionDep, _: AdminKey, page: PageParamsDep) -> Pa
 
 
 @router.delete("/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def revoke_key(key_id: int, session: SessionDep, _: AdminKey) -> None:
+async def revoke_key(key_id: IdPath, session: SessionDep, _: AdminKey) -> None:
     row = await repository.get(session, key_id)
     if row is None:
         raise NotFound("no such key")

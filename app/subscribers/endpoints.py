@@ -15,6 +15,7 @@ from starlette.datastructures import UploadFile
 
 from app.kit.deps import AdminKey, EditorKey, SessionDep, SettingsDep, SignerDep
 from app.kit.errors import BadRequest, Invalid
+from app.kit.ids import IdPath
 from app.kit.pagination import Page, PageParamsDep, make_page
 from app.models import SubscriptionStatus
 from app.newsletters.deps import NewsletterDep
@@ -214,7 +215,7 @@ async def export_subscribers(
 
 @router.get("/newsletters/{slug}/subscribers/{subscription_id}", response_model=SubscriptionRead)
 async def get_subscriber(
-    subscription_id: int, session: SessionDep, _: EditorKey, newsletter: NewsletterDep
+    subscription_id: IdPath, session: SessionDep, _: EditorKey, newsletter: NewsletterDep
 ) -> SubscriptionRead:
     subscription, subscriber = await service.get_subscription(session, newsletter, subscription_id)
     return SubscriptionRead.build(subscription, subscriber)
@@ -222,7 +223,7 @@ async def get_subscriber(
 
 @router.patch("/newsletters/{slug}/subscribers/{subscription_id}", response_model=SubscriptionRead)
 async def update_subscriber(
-    subscription_id: int,
+    subscription_id: IdPath,
     body: SubscriptionUpdate,
     session: SessionDep,
     _: EditorKey,
@@ -238,7 +239,7 @@ async def update_subscriber(
     "/newsletters/{slug}/subscribers/{subscription_id}", status_code=status.HTTP_204_NO_CONTENT
 )
 async def delete_subscriber(
-    subscription_id: int, session: SessionDep, _: EditorKey, newsletter: NewsletterDep
+    subscription_id: IdPath, session: SessionDep, _: EditorKey, newsletter: NewsletterDep
 ) -> None:
     await service.delete_subscription(session, newsletter, subscription_id)
 

@@ -102,7 +102,6 @@ def known_overflow(failure: str) -> bool:
     return "Server error" in failure and match is not None and int(match.group(1)) >= 2**63
 
 
-@pytest.mark.xfail(strict=False, reason=OVERFLOW_BUG)
 @pytest.mark.parametrize(
     ("method", "path"),
     [

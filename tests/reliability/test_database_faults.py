@@ -260,13 +260,6 @@ async def test_sqlite_locked_longer_than_the_lease_still_repeats_nothing(
     )
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="app/main.py has no handler for sqlalchemy OperationalError 'database is locked': "
-    "an API write while another connection holds the SQLite write lock raises through "
-    "as a 500 (seen immediately, not after busy_timeout=15s, when a read transaction "
-    "must upgrade); expected 503 with Retry-After",
-)
 async def test_an_api_write_while_sqlite_is_locked_gets_a_clear_answer_not_a_500(
     db_kind: str,
     database_url: str,

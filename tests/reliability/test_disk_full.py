@@ -143,12 +143,6 @@ async def test_a_full_disk_gives_clear_errors_and_nothing_is_lost(
     assert during.status_code != 201 or "during" in during.text
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="app/main.py has no handler for sqlalchemy OperationalError: an API write on a "
-    "full disk ('database or disk is full') answers a bare 500; expected 503/507 naming "
-    "the problem (same gap as the locked-SQLite case)",
-)
 async def test_an_api_write_on_a_full_disk_gets_a_clear_answer_not_a_500(
     db_kind: str, tiny_disk: Path, sink_server: SinkServer
 ) -> None:
