@@ -134,21 +134,25 @@ def targets(result: dict[str, Any]) -> list[dict[str, str]]:
     naive = _m(result, "naive.msgs_per_s")
     peer = _m(result, "peer.msgs_per_s")
     source = _m(result, "source.msgs_per_s")
-    rows.append(Row("smtp-source, 16 sessions (C client, no pipelining)", _fmt(source, "msg/s")))
-    rows.append(
-        Row(
-            "raw aiosmtplib, prebuilt bytes",
-            _fmt(raw, "msg/s"),
-            baseline=f"smtp-source {_fmt(source)}",
-            ratio=_fmt(r("raw_vs_smtp_source"), "×", 2),
+    if source is not None:
+        rows.append(
+            Row("smtp-source, 16 sessions (C client, no pipelining)", _fmt(source, "msg/s"))
         )
-    )
-    rows.append(
-        Row(
-            "raw aiosmtplib, client CPU per message",
-            _fmt(_m(result, "raw.cpu_ms_per_msg"), "ms", 3),
+    if raw is not None:
+        rows.append(
+            Row(
+                "raw aiosmtplib, prebuilt bytes",
+                _fmt(raw, "msg/s"),
+                baseline=f"smtp-source {_fmt(source)}",
+                ratio=_fmt(r("raw_vs_smtp_source"), "×", 2),
+            )
         )
-    )
+        rows.append(
+            Row(
+                "raw aiosmtplib, client CPU per message",
+                _fmt(_m(result, "raw.cpu_ms_per_msg"), "ms", 3),
+            )
+        )
     pipelined = _m(result, "pipelined.msgs_per_s")
     if pipelined is not None:
         rows.append(
@@ -167,7 +171,10 @@ def targets(result: dict[str, Any]) -> list[dict[str, str]]:
                 ratio=_fmt(r("pipelined_cpu_vs_raw"), "×", 2),
             )
         )
-    rows.append(Row("naive loop (premailer + EmailMessage per recipient)", _fmt(naive, "msg/s")))
+    if naive is not None:
+        rows.append(
+            Row("naive loop (premailer + EmailMessage per recipient)", _fmt(naive, "msg/s"))
+        )
     if peer is not None:
         rows.append(Row("django-newsletter 1.2.1 submit_newsletter", _fmt(peer, "msg/s")))
     for db in ("sqlite", "postgresql"):
@@ -299,6 +306,22 @@ def targets(result: dict[str, Any]) -> list[dict[str, str]]:
                 met=_met(
                     None if grow is None or big_rss is None else big_rss < 150 and grow <= 1.2
                 ),
+            )
+        )
+        small_db = _get(big, "send_10k", "database_cpu_ms_per_msg")
+        big_db = _get(big, "send_1m", "database_cpu_ms_per_msg")
+        rows.append(
+            Row(
+                f"PostgreSQL: database server CPU per message, {_fmt(big_n)} queued",
+                _fmt(big_db, "ms", 3),
+                baseline=f"10k: {_fmt(small_db, 'ms', 3)}",
+                ratio=_fmt(_ratio(big_db, small_db), "×", 1),
+            )
+        )
+        rows.append(
+            Row(
+                f"PostgreSQL: first message of the {_fmt(big_n)} send after the worker is ready",
+                _fmt(_get(big, "send_1m", "first_message_s"), "s", 2),
             )
         )
         rows.append(
@@ -491,3 +514,20 @@ def _wrk_version() -> str | None:
         found = re.search(r"wrk (\S+)", out.stdout + out.stderr)
         return found.group(1) if found else None
     return None
+
+
+def main() -> None:
+    """Re-render the Markdown table of a results file: python -m bench.report FILE.json"""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(prog="python -m bench.report")
+    parser.add_argument("file", type=Path)
+    args = parser.parse_args()
+    result = json.loads(args.file.read_text())
+    result["targets"] = targets(result)
+    print(markdown(result), end="")
+
+
+if __name__ == "__main__":
+    main()
