@@ -23,6 +23,15 @@ from app.settings import Settings
 
 GLOBAL = "global"
 
+# One lock per bucket name in this process. PostgreSQL serialises takes across processes
+# with SELECT ... FOR UPDATE; SQLite has no row locks (and runs one worker process), so
+# two takes racing in one process could both spend the same tokens without this.
+_LOCKS: dict[str, asyncio.Lock] = {}
+
+
+def _lock_for(name: str) -> asyncio.Lock:
+    return _LOCKS.setdefault(name, asyncio.Lock())
+
 
 class Bucket:
     """This worker's view of one shared bucket."""
@@ -37,7 +46,7 @@ class Bucket:
         self.capacity = max(1.0, rate * 0.2)
         self.sessionmaker = sessionmaker
         self.local = 0
-        self.lock = asyncio.Lock()
+        self.lock = _lock_for(name)
 
     async def acquire(self) -> None:
         async with self.lock:
