@@ -249,8 +249,10 @@ async def subscribe(
     ip = client_ip(request, settings)
     # Every attempt counts against the client's limit, valid or not, so the form cannot
     # be used to probe addresses or to flood mailboxes.
-    retry = await ratelimit.hit(
-        session, ratelimit.counter_key("subscribe-ip", ip, settings.secret), settings.subscribe_rate
+    retry = await ratelimit.hit_alone(
+        request.app.state.sessionmaker,
+        ratelimit.counter_key("subscribe-ip", ip, settings.secret),
+        settings.subscribe_rate,
     )
     if retry is not None:
         return _too_many(request, as_json, retry, newsletter)
@@ -294,8 +296,8 @@ async def subscribe(
 
     # Keyed on the lower-cased address: most mailboxes ignore case before the @, so
     # case variants must not each get their own allowance.
-    retry = await ratelimit.hit(
-        session,
+    retry = await ratelimit.hit_alone(
+        request.app.state.sessionmaker,
         ratelimit.counter_key("subscribe-address", email.lower(), settings.secret),
         settings.subscribe_address_rate,
     )

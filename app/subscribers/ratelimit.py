@@ -16,9 +16,10 @@ from typing import Any
 
 from sqlalchemy import case, delete
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.kit.clock import utcnow
+from app.kit.db import unit_of_work
 from app.kit.sql import dialect_name
 from app.models import RateCounter
 from app.settings import RateLimit
@@ -61,3 +62,16 @@ async def hit(session: AsyncSession, key: str, limit: RateLimit) -> int | None:
     if count > limit.count:
         return max(1, math.ceil(window_start + limit.seconds - now))
     return None
+
+
+async def hit_alone(
+    sessionmaker: async_sessionmaker[AsyncSession], key: str, limit: RateLimit
+) -> int | None:
+    """`hit` in a transaction of its own, committed at once.
+
+    The counter row is locked only for the length of this one statement, not for the
+    whole request: inside the request's transaction every request from one client (or
+    every request behind one proxy) would queue behind the previous one's commit.
+    """
+    async with unit_of_work(sessionmaker) as session:
+        return await hit(session, key, limit)
