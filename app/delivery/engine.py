@@ -323,7 +323,7 @@ class DeliveryEngine:
             self._last_reclaim = mono
             now = utcnow()
             async with self.sessionmaker() as session, session.begin():
-                taken = await repository.reclaim_expired(session, now)
+                taken = await repository.reclaim_expired(session, now, except_owner=self.owner)
                 if taken:
                     # Rows of a dead worker may belong to an issue cancelled meanwhile.
                     await repository.cancel_leftovers(session, now)

@@ -15,6 +15,8 @@ from datetime import timedelta
 from typing import cast
 
 from sqlalchemy import Table, and_, or_, select, update
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.delivery.classify import Verdict, classify_exception
@@ -27,6 +29,10 @@ logger = logging.getLogger("broadsheet.outbox")
 
 _T = cast(Table, OutboxMessage.__table__)
 CLAIM_LIMIT = 20
+
+
+# About a minute of retries (0.1 s doubling to 2 s) before an outcome write gives up.
+_RECORD_ATTEMPTS = 35
 
 
 async def enqueue_mail(
@@ -205,9 +211,27 @@ class OutboxSender:
     async def _record_many(
         self, items: list[OutboxItem], verdict: Verdict, reply: str, delay: float
     ) -> None:
-        async with self.sessionmaker() as session, session.begin():
-            for item in items:
-                await record(session, item, verdict, reply, settings=self.settings, delay=delay)
+        # The message may already be with the SMTP server: if writing that down fails
+        # because the database is briefly locked or restarting, try again rather than
+        # leave the row to be claimed and sent a second time.
+        pause = 0.1
+        for attempt in range(1, _RECORD_ATTEMPTS + 1):
+            try:
+                async with self.sessionmaker() as session, session.begin():
+                    for item in items:
+                        await record(
+                            session, item, verdict, reply, settings=self.settings, delay=delay
+                        )
+                return
+            except (OperationalError, InterfaceError, PoolTimeout, OSError):
+                if attempt == _RECORD_ATTEMPTS:
+                    raise
+                logger.warning(
+                    "outbox outcome not written (database unavailable), retrying in %.1fs",
+                    pause,
+                )
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 2.0)
 
 
 async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, timeout: float) -> None:

@@ -233,11 +233,27 @@ async def renew_leases(session: AsyncSession, owner: str, expires: datetime) -> 
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-async def reclaim_expired(session: AsyncSession, now: datetime) -> int:
-    """A `sending` row whose lease ran out (its worker died) goes back to the queue."""
+async def reclaim_expired(
+    session: AsyncSession, now: datetime, *, except_owner: str | None = None
+) -> int:
+    """A `sending` row whose lease ran out (its worker died) goes back to the queue.
+
+    A worker never takes back its own rows: it still holds them in memory, and when its
+    lease ran out only because the database was unreachable for a while, some of them
+    are already with the SMTP server, their outcomes waiting to be written.
+    """
+    owner_filter = (
+        []
+        if except_owner is None
+        else [or_(D.c.lease_owner.is_(None), D.c.lease_owner != except_owner)]
+    )
     result = await session.execute(
         update(D)
-        .where(D.c.status == DeliveryStatus.sending.value, D.c.lease_expires_at < now)
+        .where(
+            D.c.status == DeliveryStatus.sending.value,
+            D.c.lease_expires_at < now,
+            *owner_filter,
+        )
         .values(status=DeliveryStatus.queued.value, lease_owner=None, lease_expires_at=None)
     )
     return int(getattr(result, "rowcount", 0) or 0)
