@@ -40,6 +40,7 @@ from app.delivery.classify import Outcome, Verdict, classify_exception
 from app.delivery.metrics import MESSAGES, SENT_RATE, SMTP_LATENCY
 from app.delivery.ratecap import RateCap
 from app.delivery.smtp import Backoff, SmtpConnection, SmtpUnavailable
+from app.kit.aio import wait_any
 from app.kit.clock import utcnow
 from app.kit.tokens import Signer
 from app.models import DeliveryStatus, Issue, IssueStatus, Newsletter
@@ -158,9 +159,9 @@ class DeliveryEngine:
                 except Exception:
                     logger.exception("claim round failed; retrying shortly")
                     busy = False
-                    await _wait_any(stop, self.wake, 1.0)
+                    await wait_any(stop, self.wake, 1.0)
                 if not busy:
-                    await _wait_any(stop, self.wake, poll)
+                    await wait_any(stop, self.wake, poll)
         finally:
             await self._drain(senders, flusher)
             await self._unlisten()
@@ -595,15 +596,6 @@ class DeliveryEngine:
                     if await repository.pause_issue(session, issue_id, reason[:1000], now):
                         logger.error("issue %d paused: %s", issue_id, reason)
         return touched
-
-
-async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, timeout: float) -> None:
-    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
-    try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
 
 
 def notify_statement() -> str:

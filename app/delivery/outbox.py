@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.delivery.classify import Verdict, classify_exception
 from app.delivery.smtp import Backoff, SmtpConnection, SmtpUnavailable
+from app.kit.aio import wait_any
 from app.kit.clock import utcnow
 from app.models import OutboxMessage, OutboxStatus
 from app.settings import Settings
@@ -170,7 +171,7 @@ class OutboxSender:
                     logger.exception("outbox pass failed; trying again shortly")
                     sent_any = False
                 if not sent_any:
-                    await _wait_any(stop, self.wake, self.poll_seconds)
+                    await wait_any(stop, self.wake, self.poll_seconds)
                     self.wake.clear()
         finally:
             await self.connection.close()
@@ -232,13 +233,3 @@ class OutboxSender:
                 )
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 2.0)
-
-
-async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, timeout: float) -> None:
-    """Sleep until `stop` or `wake` is set, or `timeout` seconds pass."""
-    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
-    try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
