@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, status
 
-from app.issues.schemas import StoryIn
+from app.issues.schemas import StoryIn, StoryRead
 from app.kit.clock import utcnow
 from app.kit.deps import EditorKey, SessionDep, SettingsDep
 from app.kit.errors import NotFound
@@ -17,7 +17,6 @@ from app.scheduling.schemas import (
     IssueSummary,
     ScheduleAt,
     ScheduleOverview,
-    StoryOut,
     UpcomingStoryCreated,
 )
 
@@ -92,7 +91,7 @@ async def append_upcoming_story(
     return UpcomingStoryCreated(
         issue=await _summary(session, issue),
         issue_created=created,
-        story=StoryOut.model_validate(story),
+        story=StoryRead.model_validate(story),
     )
 
 

@@ -6,6 +6,8 @@ from datetime import datetime
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from app.issues.schemas import StoryRead
+
 
 class ScheduleAt(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -13,19 +15,6 @@ class ScheduleAt(BaseModel):
     at: AwareDatetime = Field(
         description="When to send, ISO-8601 with a UTC offset, e.g. 2026-12-07T09:00:00+01:00."
     )
-
-
-class StoryOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: int
-    position: int
-    title: str
-    body: str
-    url: str | None
-    source: str | None
-    image_url: str | None
-    image_alt: str | None
 
 
 class IssueSummary(BaseModel):
@@ -41,7 +30,7 @@ class IssueSummary(BaseModel):
 class UpcomingStoryCreated(BaseModel):
     issue: IssueSummary
     issue_created: bool = Field(description="True when this call created the upcoming draft.")
-    story: StoryOut
+    story: StoryRead
 
 
 class TickTime(BaseModel):
