@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+
+T = TypeVar("T")
 
 
 def dialect_name(session: AsyncSession) -> str:
@@ -29,3 +31,22 @@ async def insert_ignore(
         stmt = sqlite.insert(table).values(values).on_conflict_do_nothing(index_elements=conflict)
     result = await session.execute(stmt)
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def insert_ignore_returning(
+    session: AsyncSession, entity: type[T], values: dict[str, Any], conflict: list[str]
+) -> T | None:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING the new row as an ORM object, or None.
+
+    One round trip for the common case of a row that is new; the caller reads the
+    existing row only when there was one.
+    """
+    insert: Any = postgresql.insert if dialect_name(session) == "postgresql" else sqlite.insert
+    stmt = (
+        insert(entity)
+        .values(values)
+        .on_conflict_do_nothing(index_elements=conflict)
+        .returning(entity)
+    )
+    row: T | None = (await session.scalars(stmt)).one_or_none()
+    return row

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from datetime import datetime
 from functools import lru_cache
 from html import escape
 from pathlib import Path
@@ -17,7 +18,6 @@ from pathlib import Path
 import premailer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.kit.clock import utcnow
 from app.kit.links import confirm_url
 from app.kit.tokens import Signer
 from app.models import Newsletter, OutboxMessage, Subscriber, Subscription
@@ -112,34 +112,39 @@ async def queue_confirmation(
     newsletter: Newsletter,
     subscription: Subscription,
     subscriber: Subscriber,
+    now: datetime,
 ) -> OutboxMessage:
-    """Add the confirmation email for `subscription` to the outbox (flushes, never commits)."""
+    """Add the confirmation email for `subscription` to the outbox (flushes, never commits).
+
+    The message is complete before its row is written, so the row is one INSERT. Its
+    Message-ID names the subscription and a random part (each confirmation sent is a new
+    message); the row keeps the bytes, so every retry of it sends the same Message-ID.
+    """
     url = confirm_url(settings.base_url, signer, subscription.id)
     text, html = render_confirmation(settings, newsletter, subscriber, url)
+    mid = message_id("confirm", f"{subscription.id}.{secrets.token_hex(6)}", settings.base_host)
     outbox = OutboxMessage(
         kind=CONFIRMATION_KIND,
         mail_from=newsletter.from_email,
         rcpt_to=subscriber.email,
-        message=b"",
-        message_id="",
+        message_id=mid,
+        message=build_message(
+            from_name=newsletter.from_name,
+            from_email=newsletter.from_email,
+            to_email=subscriber.email,
+            to_name=subscriber.name,
+            subject=confirmation_subject(newsletter),
+            text=text,
+            html=html,
+            message_id=mid,
+            reply_to=newsletter.reply_to,
+            headers={"Auto-Submitted": "auto-generated"},
+            dkim=dkim_signer(settings),
+        ),
         subscription_id=subscription.id,
     )
     session.add(outbox)
-    await session.flush()  # the outbox id names the Message-ID: unique per message sent
-    outbox.message_id = message_id("confirm", outbox.id, settings.base_host)
-    outbox.message = build_message(
-        from_name=newsletter.from_name,
-        from_email=newsletter.from_email,
-        to_email=subscriber.email,
-        to_name=subscriber.name,
-        subject=confirmation_subject(newsletter),
-        text=text,
-        html=html,
-        message_id=outbox.message_id,
-        reply_to=newsletter.reply_to,
-        headers={"Auto-Submitted": "auto-generated"},
-        dkim=dkim_signer(settings),
-    )
-    subscription.confirmation_sent_at = utcnow()
+    if subscription.confirmation_sent_at != now:
+        subscription.confirmation_sent_at = now
     await session.flush()
     return outbox

@@ -235,9 +235,6 @@ async def subscribe(
 ) -> Response:
     media_type = _media_type(request)
     as_json = _wants_json(request)
-    newsletter = await newsletters.get_by_slug(session, slug)
-    if newsletter is None:
-        return _not_found(request, as_json)
     if media_type != JSON_TYPE and media_type not in FORM_TYPES:
         return JSONResponse(
             {
@@ -246,17 +243,6 @@ async def subscribe(
             },
             status_code=415,
         )
-    ip = client_ip(request, settings)
-    # Every attempt counts against the client's limit, valid or not, so the form cannot
-    # be used to probe addresses or to flood mailboxes.
-    retry = await ratelimit.hit_alone(
-        request.app.state.sessionmaker,
-        ratelimit.counter_key("subscribe-ip", ip, settings.secret),
-        settings.subscribe_rate,
-    )
-    if retry is not None:
-        return _too_many(request, as_json, retry, newsletter)
-
     values = {"email": "", "name": ""}
     errors: dict[str, str] = {}
     try:
@@ -266,10 +252,6 @@ async def subscribe(
     except _BadBody as exc:
         errors[exc.field or "body"] = exc.message
         honeypot = ""
-    if honeypot.strip():
-        # A bot filled the field people never see: answer as if it worked, keep nothing.
-        return _success(request, as_json, newsletter, settings)
-
     email = ""
     if not errors:
         try:
@@ -281,6 +263,31 @@ async def subscribe(
             errors["name"] = "The name must be on one line, without control characters."
         elif len(name.strip()) > MAX_NAME:
             errors["name"] = f"The name must be at most {MAX_NAME} characters."
+
+    # Every attempt counts against the client's limit, valid or not, so the form cannot be
+    # used to probe addresses or to flood mailboxes; a valid address also counts against
+    # its own limit, keyed on the lower-cased address (most mailboxes ignore case before
+    # the @, so case variants must not each get their own allowance). Counted before the
+    # request's session runs a query: see ratelimit.hit_alone.
+    ip = client_ip(request, settings)
+    hits = [(ratelimit.counter_key("subscribe-ip", ip, settings.secret), settings.subscribe_rate)]
+    if email and not errors and not honeypot.strip():
+        hits.append(
+            (
+                ratelimit.counter_key("subscribe-address", email.lower(), settings.secret),
+                settings.subscribe_address_rate,
+            )
+        )
+    retry = await ratelimit.hit_alone(request.app.state.sessionmaker, hits)
+
+    newsletter = await newsletters.get_by_slug(session, slug)
+    if newsletter is None:
+        return _not_found(request, as_json)
+    if retry is not None:
+        return _too_many(request, as_json, retry, newsletter)
+    if honeypot.strip():
+        # A bot filled the field people never see: answer as if it worked, keep nothing.
+        return _success(request, as_json, newsletter, settings)
     if errors:
         if as_json:
             detail = [
@@ -293,16 +300,6 @@ async def subscribe(
             ]
             return JSONResponse({"detail": detail}, status_code=422)
         return _form_page(request, newsletter, status_code=400, values=values, errors=errors)
-
-    # Keyed on the lower-cased address: most mailboxes ignore case before the @, so
-    # case variants must not each get their own allowance.
-    retry = await ratelimit.hit_alone(
-        request.app.state.sessionmaker,
-        ratelimit.counter_key("subscribe-address", email.lower(), settings.secret),
-        settings.subscribe_address_rate,
-    )
-    if retry is not None:
-        return _too_many(request, as_json, retry, newsletter)
 
     page = request.headers.get("referer") or f"{settings.base_url}{_subscribe_path(newsletter)}"
     proof = ConsentProof(

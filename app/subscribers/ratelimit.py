@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import math
 import random
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import case, delete
@@ -34,12 +35,22 @@ def counter_key(scope: str, value: str, secret: bytes) -> str:
     return f"{scope}:{digest[:40]}"
 
 
-async def hit(session: AsyncSession, key: str, limit: RateLimit) -> int | None:
-    """Count one request under `key`; None when allowed, else seconds until the window ends."""
+async def hit(session: AsyncSession, hits: Sequence[tuple[str, RateLimit]]) -> int | None:
+    """Count one request under each key; None when every limit allows it, else the
+    seconds until the window of the furthest limit that is exceeded ends.
+
+    One statement for all the keys: a subscribe request counts its client and its address
+    in one round trip. Rows are written in key order, so two requests that share keys
+    lock them in the same order and never deadlock.
+    """
     now = utcnow().timestamp()
-    window = int(now // limit.seconds) * limit.seconds
+    limits = dict(hits)
+    rows = [
+        {"key": key, "window_start": int(now // limit.seconds) * limit.seconds, "count": 1}
+        for key, limit in sorted(limits.items())
+    ]
     insert: Any = postgresql.insert if dialect_name(session) == "postgresql" else sqlite.insert
-    stmt = insert(RateCounter).values(key=key, window_start=window, count=1)
+    stmt = insert(RateCounter).values(rows)
     current = RateCounter.window_start
     # A request from the current window adds one; the first of a new window starts at one.
     # A straggler from an older window (a slow replica) counts in the newer one.
@@ -52,26 +63,31 @@ async def hit(session: AsyncSession, key: str, limit: RateLimit) -> int | None:
                 else_=stmt.excluded.window_start,
             ),
         },
-    ).returning(RateCounter.count, RateCounter.window_start)
-    row = (await session.execute(stmt)).one()
-    count, window_start = int(row[0]), int(row[1])
+    ).returning(RateCounter.key, RateCounter.count, RateCounter.window_start)
+    retry: int | None = None
+    for key, count, window_start in (await session.execute(stmt)).all():
+        limit = limits[key]
+        if int(count) > limit.count:
+            wait = max(1, math.ceil(int(window_start) + limit.seconds - now))
+            retry = max(retry or 0, wait)
     if random.randrange(_CLEANUP_ONE_IN) == 0:
         await session.execute(
             delete(RateCounter).where(RateCounter.window_start < now - _STALE_SECONDS)
         )
-    if count > limit.count:
-        return max(1, math.ceil(window_start + limit.seconds - now))
-    return None
+    return retry
 
 
 async def hit_alone(
-    sessionmaker: async_sessionmaker[AsyncSession], key: str, limit: RateLimit
+    sessionmaker: async_sessionmaker[AsyncSession], hits: Sequence[tuple[str, RateLimit]]
 ) -> int | None:
     """`hit` in a transaction of its own, committed at once.
 
-    The counter row is locked only for the length of this one statement, not for the
+    The counter rows are locked only for the length of this one statement, not for the
     whole request: inside the request's transaction every request from one client (or
-    every request behind one proxy) would queue behind the previous one's commit.
+    every request behind one proxy) would queue behind the previous one's commit. Call it
+    before the request's own session has run a query, so a request never holds two pooled
+    connections at once (under load, requests holding one and waiting for a second would
+    exhaust the pool).
     """
     async with unit_of_work(sessionmaker) as session:
-        return await hit(session, key, limit)
+        return await hit(session, hits)

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Row, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.kit.sql import insert_ignore
+from app.kit.sql import insert_ignore_returning
 from app.models import (
     Delivery,
     DeliveryStatus,
@@ -33,12 +33,13 @@ async def ensure_subscriber(
 ) -> tuple[Subscriber, bool]:
     """The subscriber row for `email` and whether it was created now.
 
-    INSERT .. ON CONFLICT DO NOTHING, then read: two requests racing for one new address
-    both end with the same row instead of one of them failing.
+    INSERT .. ON CONFLICT DO NOTHING RETURNING, and a read only when the address existed:
+    two requests racing for one new address both end with the same row instead of one of
+    them failing.
     """
-    created = await insert_ignore(
+    created = await insert_ignore_returning(
         session,
-        Subscriber.__table__,  # type: ignore[arg-type]
+        Subscriber,
         {
             "email": email,
             "name": name,
@@ -48,9 +49,11 @@ async def ensure_subscriber(
         },
         ["email"],
     )
+    if created is not None:
+        return created, True
     subscriber = await get_subscriber_by_email(session, email)
     assert subscriber is not None
-    return subscriber, created > 0
+    return subscriber, False
 
 
 async def subscribers_matching(session: AsyncSession, email: str) -> list[Subscriber]:
@@ -73,15 +76,11 @@ async def get_subscription(
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
-async def insert_subscription(session: AsyncSession, values: dict[str, Any]) -> bool:
-    """Insert unless (newsletter, subscriber) exists; True when inserted."""
-    inserted = await insert_ignore(
-        session,
-        Subscription.__table__,  # type: ignore[arg-type]
-        values,
-        ["newsletter_id", "subscriber_id"],
+async def insert_subscription(session: AsyncSession, values: dict[str, Any]) -> Subscription | None:
+    """Insert unless (newsletter, subscriber) exists; the new row, or None."""
+    return await insert_ignore_returning(
+        session, Subscription, values, ["newsletter_id", "subscriber_id"]
     )
-    return inserted > 0
 
 
 async def get_with_subscriber(

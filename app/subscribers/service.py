@@ -81,12 +81,13 @@ async def _subscription_for(
     status: SubscriptionStatus,
     now: datetime,
 ) -> tuple[Subscription | None, bool]:
-    """(the subscription row, whether this call created it); None if a racing call won."""
-    existing = await repository.get_subscription(
-        session, newsletter.id, subscriber.id, for_update=True
-    )
-    if existing is not None:
-        return existing, False
+    """(the subscription row, whether this call created it); None if a racing call won.
+
+    A new row is inserted in one statement; an existing one is read and locked, so two
+    requests for one address change it one after the other. A new pending row gets its
+    confirmation in the same transaction (queue_confirmation), so it is written with the
+    time it was sent rather than updated for it.
+    """
     values = {
         "newsletter_id": newsletter.id,
         "subscriber_id": subscriber.id,
@@ -94,9 +95,15 @@ async def _subscription_for(
         "updated_at": now,
         **_proof_values(proof, status, now),
     }
+    if status is SubscriptionStatus.pending:
+        values["confirmation_sent_at"] = now
     inserted = await repository.insert_subscription(session, values)
-    row = await repository.get_subscription(session, newsletter.id, subscriber.id)
-    return row, inserted
+    if inserted is not None:
+        return inserted, True
+    existing = await repository.get_subscription(
+        session, newsletter.id, subscriber.id, for_update=True
+    )
+    return existing, False
 
 
 def _restart(subscription: Subscription, proof: ConsentProof, status: SubscriptionStatus) -> None:
@@ -153,6 +160,7 @@ async def add_by_editor(
             newsletter=newsletter,
             subscription=subscription,
             subscriber=subscriber,
+            now=now,
         )
     return subscription, subscriber
 
@@ -208,6 +216,7 @@ async def subscribe_public(
             newsletter=newsletter,
             subscription=subscription,
             subscriber=subscriber,
+            now=now,
         )
 
 
