@@ -198,6 +198,8 @@ async def _read_fields(request: Request, media_type: str) -> dict[str, Any]:
             data = json.loads(await request.body())
         except (ValueError, UnicodeDecodeError):
             raise _BadBody(None, "the body is not valid JSON") from None
+        except RecursionError:
+            raise _BadBody(None, "the JSON body is nested too deeply") from None
         if not isinstance(data, dict):
             raise _BadBody(None, "the body must be a JSON object")
         return data
