@@ -24,14 +24,24 @@ def _url() -> str:
 
 
 def _run(connection: Connection) -> None:
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        # A batch migration copies a table, drops it and renames the copy; with foreign
+        # keys on, dropping it would apply ON DELETE actions to the rows that point at it
+        # (events would lose their delivery). The pragma has no effect inside a
+        # transaction, so it is set before the migration's transaction starts.
+        connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
-        render_as_batch=connection.dialect.name == "sqlite",
+        render_as_batch=sqlite,
         compare_type=True,
     )
     with context.begin_transaction():
         context.run_migrations()
+    if sqlite:
+        connection.commit()
+        connection.exec_driver_sql("PRAGMA foreign_keys=ON")
 
 
 def run_migrations_offline() -> None:
