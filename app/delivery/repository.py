@@ -57,6 +57,10 @@ _RECIPIENTS = D.join(S, S.c.id == D.c.subscription_id).join(SB, SB.c.id == S.c.s
 PENDING = (DeliveryStatus.queued.value, DeliveryStatus.sending.value)
 
 
+# The subscription status a claimed delivery reports when its subscription is gone.
+DELETED = "deleted"
+
+
 class Claimed(NamedTuple):
     """One claimed delivery with what the send needs and the send-time checks."""
 
@@ -122,11 +126,14 @@ _PG_CLAIM = text(
         ))
         RETURNING id, issue_id, subscription_id, attempts
     )
-    SELECT c.id, c.issue_id, c.subscription_id, c.attempts, sb.email, sb.name, s.status,
+    -- LEFT JOIN: a subscription deleted while its send was being enqueued leaves a
+    -- delivery with nobody behind it (no foreign key), which the engine skips.
+    SELECT c.id, c.issue_id, c.subscription_id, c.attempts,
+           COALESCE(sb.email, ''), COALESCE(sb.name, ''), COALESCE(s.status, 'deleted'),
            EXISTS (SELECT 1 FROM suppression x WHERE x.email = sb.email) AS suppressed
     FROM claimed c
-    JOIN subscription s ON s.id = c.subscription_id
-    JOIN subscriber sb ON sb.id = s.subscriber_id
+    LEFT JOIN subscription s ON s.id = c.subscription_id
+    LEFT JOIN subscriber sb ON sb.id = s.subscriber_id
     ORDER BY c.id
     """
 ).bindparams(
@@ -193,13 +200,16 @@ async def claim_batch(
             D.c.issue_id,
             D.c.subscription_id,
             D.c.attempts,
-            SB.c.email,
-            SB.c.name,
-            S.c.status,
+            func.coalesce(SB.c.email, ""),
+            func.coalesce(SB.c.name, ""),
+            func.coalesce(S.c.status, DELETED),
             exists().where(SUP.c.email == SB.c.email).label("suppressed"),
         )
         .select_from(
-            D.join(S, S.c.id == D.c.subscription_id).join(SB, SB.c.id == S.c.subscriber_id)
+            # Outer joins, as on PostgreSQL above: a delivery of a deleted subscription.
+            D.outerjoin(S, S.c.id == D.c.subscription_id).outerjoin(
+                SB, SB.c.id == S.c.subscriber_id
+            )
         )
         .where(D.c.id.in_(ids))
         .order_by(D.c.id)
@@ -486,8 +496,14 @@ async def in_flight_counts(session: AsyncSession) -> list[Any]:
 
 
 async def pending_counts(session: AsyncSession) -> dict[str, int]:
-    """Queued and sending deliveries across every issue (queue depth), from the index."""
-    result = await session.execute(
-        select(D.c.status, func.count()).where(D.c.status.in_(PENDING)).group_by(D.c.status)
-    )
-    return {row[0]: int(row[1]) for row in result.all()}
+    """Queued and sending deliveries across every issue (queue depth).
+
+    One count per status, so each reads its own partial index (ix_delivery_queued_id,
+    ix_delivery_sending_lease_expires_at) rather than the whole table.
+    """
+    counts = {
+        status: select(func.count()).select_from(D).where(D.c.status == status).scalar_subquery()
+        for status in PENDING
+    }
+    row = (await session.execute(select(*counts.values()))).one()
+    return {status: int(n) for status, n in zip(counts, row, strict=True) if n}

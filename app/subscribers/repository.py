@@ -269,9 +269,32 @@ async def erase_subscriber_data(session: AsyncSession, subscriber: Subscriber) -
         .where(OutboxMessage.rcpt_to == subscriber.email)
         .execution_options(synchronize_session=False)
     )
-    # Subscriptions, their deliveries and outbox rows go with the subscriber (CASCADE).
+    # Deliveries have no foreign key (see models.Delivery): they go first, by hand;
+    # subscriptions and their outbox rows go with the subscriber (CASCADE).
+    await session.execute(
+        delete(Delivery)
+        .where(Delivery.subscription_id.in_(subscription_ids))
+        .execution_options(synchronize_session=False)
+    )
     await session.execute(
         delete(Subscriber)
         .where(Subscriber.id == subscriber.id)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def delete_subscription(session: AsyncSession, subscription_id: int) -> None:
+    """Delete a subscription with its deliveries; its outbox rows go with it (CASCADE).
+
+    Events keep their counts (their references are set to NULL).
+    """
+    await session.execute(
+        delete(Delivery)
+        .where(Delivery.subscription_id == subscription_id)
+        .execution_options(synchronize_session=False)
+    )
+    await session.execute(
+        delete(Subscription)
+        .where(Subscription.id == subscription_id)
         .execution_options(synchronize_session=False)
     )

@@ -11,7 +11,6 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.kit.addresses import AddressError, normalise_email
@@ -343,12 +342,7 @@ async def delete_subscription(
     session: AsyncSession, newsletter: Newsletter, subscription_id: int
 ) -> None:
     subscription, _ = await get_subscription(session, newsletter, subscription_id)
-    # Its deliveries and outbox rows go with it (ON DELETE CASCADE).
-    await session.execute(
-        delete(Subscription)
-        .where(Subscription.id == subscription.id)
-        .execution_options(synchronize_session=False)
-    )
+    await repository.delete_subscription(session, subscription.id)
     session.expunge(subscription)
 
 

@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from httpx import AsyncClient
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.kit.db import unit_of_work
@@ -361,6 +361,36 @@ async def test_an_unsubscribed_reader_is_skipped_mid_send(
         await wait_for_status(sessionmaker, issue_id, "sent")
     assert faulty.sink.to(emails[2]) == []
     assert await delivery_counts(sessionmaker, issue_id) == {"sent": 4, "skipped": 1}
+
+
+async def test_a_delivery_whose_subscription_is_gone_is_skipped_not_stuck(
+    engine: AsyncEngine,
+    sessionmaker: Maker,
+    client: AsyncClient,
+    editor_headers: dict[str, str],
+    faulty: FaultyServer,
+    faulty_settings: Callable[..., Settings],
+) -> None:
+    _, issue_id, emails = await seed(sessionmaker, 4)
+    await send(client, editor_headers, issue_id)
+    # A subscription deleted while its send was being enqueued leaves its delivery behind
+    # (deliveries have no foreign key): the row must still end, and nobody be mailed.
+    async with unit_of_work(sessionmaker) as session:
+        gone = select(Subscriber.id).where(Subscriber.email == emails[1])
+        await session.execute(delete(Subscription).where(Subscription.subscriber_id.in_(gone)))
+    async with running_worker(faulty_settings(), engine):
+        await wait_for_status(sessionmaker, issue_id, "sent")
+    assert faulty.sink.to(emails[1]) == []
+    assert await delivery_counts(sessionmaker, issue_id) == {"sent": 3, "skipped": 1}
+    async with sessionmaker() as session:
+        replies = (
+            await session.execute(
+                select(Delivery.last_reply).where(
+                    Delivery.issue_id == issue_id, Delivery.status == "skipped"
+                )
+            )
+        ).scalars()
+        assert list(replies) == ["subscription deleted"]
 
 
 async def test_pause_resume_and_cancel_control_a_send(
