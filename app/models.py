@@ -240,13 +240,20 @@ class Story(Base):
 
 
 class Delivery(Base):
-    """One issue to one subscription: the per-recipient outbox row (SPEC section 7)."""
+    """One issue to one subscription: the per-recipient outbox row (SPEC section 7).
+
+    Written a whole list at a time (one INSERT .. SELECT per send), so every index and
+    constraint here is paid once per recipient. Hence no foreign keys: PostgreSQL checks
+    each one with a trigger per inserted row, which took half the time of enqueueing
+    100,000 recipients. The references still hold by construction: an issue is deleted
+    only before it has deliveries (draft or ready), a subscription's deliveries are
+    deleted with it (subscribers.repository), and the claim skips a delivery whose
+    subscription was deleted while the send was being enqueued.
+    """
 
     __tablename__ = "delivery"
     __table_args__ = (
         UniqueConstraint("issue_id", "subscription_id"),
-        # The claim query: due queued rows, and expired leases, oldest id first.
-        Index("ix_delivery_status_next_attempt_at", "status", "next_attempt_at"),
         Index("ix_delivery_issue_id_status", "issue_id", "status"),
         Index("ix_delivery_subscription_id", "subscription_id"),
         # Only the rows still waiting, in id order: a claim (and the sweep from the start
@@ -258,12 +265,19 @@ class Delivery(Base):
             postgresql_where=text("status = 'queued'"),
             sqlite_where=text("status = 'queued'"),
         ),
+        # Only the rows in flight: leases to renew, and expired ones to take back.
+        Index(
+            "ix_delivery_sending_lease_expires_at",
+            "lease_expires_at",
+            postgresql_where=text("status = 'sending'"),
+            sqlite_where=text("status = 'sending'"),
+        ),
         _check_in("status", DeliveryStatus),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    issue_id: Mapped[int] = mapped_column(ForeignKey("issue.id", ondelete="CASCADE"))
-    subscription_id: Mapped[int] = mapped_column(ForeignKey("subscription.id", ondelete="CASCADE"))
+    issue_id: Mapped[int] = mapped_column(BigId)
+    subscription_id: Mapped[int] = mapped_column(BigId)
     status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.queued.value)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
+from pathlib import Path
 from typing import Any
 
 from alembic.autogenerate import compare_metadata
@@ -10,6 +13,7 @@ from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.kit.db import Base
+from app.kit.migrate import upgrade
 
 
 def _diff(connection: Any) -> list[Any]:
@@ -28,3 +32,22 @@ async def test_migrations_create_every_table(engine: AsyncEngine) -> None:
         tables = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
     assert set(Base.metadata.tables) <= tables
     assert "alembic_version" in tables
+
+
+def test_upgrading_sqlite_keeps_rows_that_point_at_a_rebuilt_table(tmp_path: Path) -> None:
+    """SQLite migrations rebuild tables (batch mode); events must keep their delivery."""
+    path = tmp_path / "old.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    upgrade(url, "0002")
+    with closing(sqlite3.connect(path)) as db:
+        db.execute(
+            "INSERT INTO delivery (id, issue_id, subscription_id, status, attempts)"
+            " VALUES (7, 1, 1, 'sent', 1)"
+        )
+        db.execute("INSERT INTO event (kind, delivery_id, created_at) VALUES ('open', 7, '2026')")
+        db.commit()
+    upgrade(url)
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute("SELECT delivery_id FROM event").fetchall() == [(7,)]
+        assert db.execute("SELECT id FROM delivery").fetchall() == [(7,)]
+        assert db.execute("PRAGMA foreign_key_check").fetchall() == []
