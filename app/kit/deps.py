@@ -15,7 +15,9 @@ from app.models import Role
 from app.settings import Settings
 
 
-def get_settings(request: Request) -> Settings:
+# The small dependencies are `async def` on purpose: FastAPI runs a plain `def` dependency
+# in its thread pool, a thread hand-off per dependency per request.
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -41,7 +43,7 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
-def get_signer(request: Request) -> Signer:
+async def get_signer(request: Request) -> Signer:
     signer: Signer = request.app.state.signer
     return signer
 

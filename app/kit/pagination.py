@@ -42,7 +42,7 @@ def decode_cursor(cursor: str) -> int:
         raise Invalid("cursor", "invalid cursor", where="query") from exc
 
 
-def _page_params(
+async def _page_params(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=100)] = None,
 ) -> PageParams:

@@ -24,4 +24,7 @@ def email_environment(templates_dir: Path | None = None) -> SandboxedEnvironment
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        # Read once per process, like the inlined HTML cached from them: a changed
+        # template takes effect on restart, and no request stats the files.
+        auto_reload=False,
     )
