@@ -227,8 +227,11 @@ class Deployment:
     ) -> SendFigures:
         """Start the workers, let them settle, trigger the send and wait until it is done.
 
-        With `already_enqueued` (the issue was started by `enqueue_only`), the clock starts
-        when the workers are ready and nothing is triggered: that measures the draining."""
+        With `already_enqueued` (the issue was started by `enqueue_only`), the issue is
+        paused while the workers start (a worker with work waiting never sits idle), and
+        the clock starts when it is resumed: that measures the draining."""
+        if already_enqueued is not None:
+            await self.api("POST", f"/api/v1/issues/{issue_id}/pause")
         procs = [self.start_worker(f"{issue_id}-{k}") for k in range(workers)]
         profiler: subprocess.Popen[bytes] | None = None
         try:
@@ -244,6 +247,7 @@ class Deployment:
                 enqueue_s = time.monotonic() - t0
                 recipients = int(answer["recipients"])
             else:
+                await self.api("POST", f"/api/v1/issues/{issue_id}/resume")
                 enqueue_s, recipients = 0.0, already_enqueued
             final_at, statuses = await self._wait_final(issue_id, recipients, mark, t0, timeout)
             machine_after = MachineCpu.read()
