@@ -228,15 +228,6 @@ async def test_sqlite_held_locked_for_seconds_the_send_recovers_with_nothing_los
 
 
 @pytest.mark.faults
-@pytest.mark.xfail(
-    strict=False,
-    reason="app/delivery/engine.py: when the database is unreachable for longer than "
-    "LEASE_SECONDS the worker's lease renewals fail, then its own expired-lease sweep "
-    "('took back N deliveries whose lease expired') requeues deliveries it still holds "
-    "in flight or in its unwritten outcome buffer, and they go out twice without any "
-    "crash (seen: 92 repeats of 300 with a 4 s lock and a 3 s lease). The sweep should "
-    "skip this worker's own leases, or outcome writes should not be undone by it",
-)
 async def test_sqlite_locked_longer_than_the_lease_still_repeats_nothing(
     db_kind: str,
     database_url: str,
