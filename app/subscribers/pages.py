@@ -254,6 +254,8 @@ async def subscribe(
     except _BadBody as exc:
         errors[exc.field or "body"] = exc.message
         honeypot = ""
+    # A bot filled the field people never see: it is answered as if it worked.
+    is_bot = bool(honeypot.strip())
     email = ""
     if not errors:
         try:
@@ -273,7 +275,7 @@ async def subscribe(
     # request's session runs a query: see ratelimit.hit_alone.
     ip = client_ip(request, settings)
     hits = [(ratelimit.counter_key("subscribe-ip", ip, settings.secret), settings.subscribe_rate)]
-    if email and not errors and not honeypot.strip():
+    if email and not errors and not is_bot:
         hits.append(
             (
                 ratelimit.counter_key("subscribe-address", email.lower(), settings.secret),
@@ -287,9 +289,8 @@ async def subscribe(
         return _not_found(request, as_json)
     if retry is not None:
         return _too_many(request, as_json, retry, newsletter)
-    if honeypot.strip():
-        # A bot filled the field people never see: answer as if it worked, keep nothing.
-        return _success(request, as_json, newsletter, settings)
+    if is_bot:
+        return _success(request, as_json, newsletter, settings)  # and keep nothing
     if errors:
         if as_json:
             detail = [
