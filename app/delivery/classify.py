@@ -8,7 +8,8 @@ The rules (SPEC section 7):
 - 5.7.x (policy, authentication) and the bare 530/534/535/538 auth codes, and any
   refusal of our own MAIL FROM: the sender's fault. The recipient is not blamed and the
   attempt is not counted; a run of them pauses the send.
-- The server cannot be reached at all: only a delay, no attempt used.
+- The server cannot be reached at all, or answers 421 (it is closing the channel: the
+  service, not the recipient, is unavailable): only a delay, no attempt used.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class Verdict(StrEnum):
     retry = "retry"  # transient: counts an attempt
     bounce = "bounce"  # permanent, the recipient's address
     policy = "policy"  # the sender's fault: no attempt, no blame
-    unreachable = "unreachable"  # no SMTP server answered: no attempt
+    unreachable = "unreachable"  # no SMTP server answered, or 421: no attempt
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,10 @@ def classify_reply(code: int, message: str, *, stage: str = "rcpt") -> Verdict:
     """The verdict for one SMTP reply; `stage` is `mail`, `rcpt` or `data`."""
     if 200 <= code < 300:
         return Verdict.sent
+    if code == 421:
+        # RFC 5321 4.2.3: the server is shutting the session. Counting it against every
+        # recipient in the queue would fail a whole send through a few seconds of it.
+        return Verdict.unreachable
     status = enhanced_status(message)
     if code in _AUTH_CODES or (status is not None and status[0] == 5 and status[1] == 7):
         return Verdict.policy

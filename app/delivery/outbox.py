@@ -204,7 +204,10 @@ class OutboxSender:
             outcome = classify_exception(exc)
             if outcome.closes_connection:
                 self.connection.drop()
-            await self._record_many([item], outcome.verdict, outcome.reply, 0)
+            # A 421 is the server turning us away: wait as for one that is down.
+            unreachable = outcome.verdict is Verdict.unreachable
+            delay = self.backoff.failed() if unreachable else 0
+            await self._record_many([item], outcome.verdict, outcome.reply, delay)
             return
         self.backoff.succeeded()
         await self._record_many([item], Verdict.sent, reply, 0)

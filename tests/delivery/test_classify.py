@@ -12,7 +12,8 @@ from app.delivery.classify import Verdict, classify_exception, classify_reply, e
     ("code", "message", "stage", "verdict"),
     [
         (250, "2.0.0 OK queued", "data", Verdict.sent),
-        (421, "4.7.0 try again later", "rcpt", Verdict.retry),
+        (421, "4.7.0 try again later", "rcpt", Verdict.unreachable),
+        (421, "4.3.2 shutting down", "mail", Verdict.unreachable),
         (450, "4.2.1 mailbox busy", "rcpt", Verdict.retry),
         (452, "4.2.2 mailbox full", "rcpt", Verdict.retry),
         (451, "local error", "data", Verdict.retry),

@@ -199,6 +199,33 @@ async def test_transient_failures_retry_then_end_failed(
     assert faulty.sink.to(dead) == []
 
 
+async def test_a_421_from_the_server_only_delays_and_uses_no_attempt(
+    engine: AsyncEngine,
+    sessionmaker: Maker,
+    client: AsyncClient,
+    editor_headers: dict[str, str],
+    faulty: FaultyServer,
+    faulty_settings: Callable[..., Settings],
+) -> None:
+    _, issue_id, emails = await seed(sessionmaker, 2)
+    # Three 421s in a row, more than MAX_ATTEMPTS allows for transient failures.
+    faulty.sink.add("rcpt", "421 4.7.0 try again later", to=[emails[0]], attempts=[1, 2, 3])
+    await send(client, editor_headers, issue_id)
+    async with running_worker(faulty_settings(max_attempts=2), engine):
+        await wait_for_status(sessionmaker, issue_id, "sent")
+    async with sessionmaker() as session:
+        rows = (
+            await session.execute(
+                select(Delivery.status, Delivery.attempts)
+                .join(Subscription, Subscription.id == Delivery.subscription_id)
+                .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
+                .where(Subscriber.email == emails[0])
+            )
+        ).all()
+    assert [tuple(r) for r in rows] == [("sent", 1)]
+    assert len(faulty.sink.to(emails[0])) == 1
+
+
 async def test_a_hard_bounce_suppresses_the_address(
     engine: AsyncEngine,
     sessionmaker: Maker,
