@@ -48,14 +48,25 @@ async def subscribe_client(
     latencies: list[float],
     statuses: Counter[int],
     accepted: list[str],
+    resets: list[str],
 ) -> None:
     i = 0
     while time.monotonic() < deadline:
         address = f"load-{number}-{i}@example.org"
         i += 1
         started = time.monotonic()
+        body = {"email": address, "name": f"Load {number}"}
         try:
-            response = await http.post(url, json={"email": address, "name": f"Load {number}"})
+            try:
+                response = await http.post(url, json=body)
+            except (httpx.ReadError, httpx.RemoteProtocolError) as exc:
+                # A kept-alive connection reset before any answer: what browsers and
+                # proxies retry once on a new connection. The reset is counted; the retry
+                # must then succeed, and a repeat of an accepted address must not bring a
+                # second confirmation (the assertions below check both).
+                resets.append(address)
+                report(f"  connection reset, retrying once: {exc!r} (cause {exc.__cause__!r})")
+                response = await http.post(url, json=body)
         except httpx.HTTPError as exc:
             statuses[-1] += 1
             waited = time.monotonic() - started
@@ -103,14 +114,9 @@ async def test_two_hundred_subscribers_a_second_while_a_big_send_runs(
     latencies: list[float] = []
     statuses: Counter[int] = Counter()
     accepted: list[str] = []
+    resets: list[str] = []
     try:
-        # One connection per client, never dropped for idling: httpcore's pool can close a
-        # connection as expired after it has assigned it to a queued request (the request
-        # has not started on it yet, so it still counts as idle), and that request then
-        # fails with a ReadError that the server did not cause.
-        limits_ = httpx.Limits(
-            max_connections=CLIENTS, max_keepalive_connections=CLIENTS, keepalive_expiry=None
-        )
+        limits_ = httpx.Limits(max_connections=CLIENTS, max_keepalive_connections=CLIENTS)
         async with httpx.AsyncClient(limits=limits_, timeout=60) as http:
             await api.wait_ready(http)
             url = f"{api.url}/newsletters/signup/subscribe"
@@ -118,7 +124,7 @@ async def test_two_hundred_subscribers_a_second_while_a_big_send_runs(
             deadline = started + SECONDS
             await asyncio.gather(
                 *(
-                    subscribe_client(http, url, n, deadline, latencies, statuses, accepted)
+                    subscribe_client(http, url, n, deadline, latencies, statuses, accepted, resets)
                     for n in range(CLIENTS)
                 )
             )
@@ -155,6 +161,7 @@ async def test_two_hundred_subscribers_a_second_while_a_big_send_runs(
         f"[load] {CLIENTS} clients x {SECONDS:.0f}s: {total} requests, "
         f"{total / elapsed:.0f} req/s, p50 {percentile(latencies, 0.5) * 1000:.0f} ms, "
         f"p99 {percentile(latencies, 0.99) * 1000:.0f} ms, statuses {dict(statuses)}; "
+        f"connection resets retried {len(resets)}; "
         f"accepted {len(accepted)}, stored {stored}, confirmations {sum(confirmations.values())} "
         f"({len(confirmations)} distinct); send of {READERS}: {sent_during_load} during the load, "
         f"outcome {result}"
@@ -170,6 +177,7 @@ async def test_two_hundred_subscribers_a_second_while_a_big_send_runs(
         p99_ms=round(percentile(latencies, 0.99) * 1000),
         statuses=dict(statuses),
         accepted=len(accepted),
+        connection_resets=len(resets),
         stored=stored,
         confirmations=sum(confirmations.values()),
         readers=READERS,
