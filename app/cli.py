@@ -106,6 +106,9 @@ def keys_create(
     typer.echo(asyncio.run(run()))
 
 
+KEEP_ALIVE_SECONDS = 90
+
+
 @cli.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -127,6 +130,12 @@ def serve(
         proxy_headers=False,
         access_log=False,
         log_level=settings.log_level.lower(),
+        # Longer than the idle timeout of the clients and proxies in front (httpx keeps
+        # an idle connection 5 s, load balancers commonly 60 s): the client should be the
+        # one to close an idle kept-alive connection. With uvicorn's default, also 5 s, a
+        # request sent just as the server gives up on the connection meets a reset, which
+        # the load test saw under a busy client.
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
 
 
