@@ -15,6 +15,17 @@ def dialect_name(session: AsyncSession) -> str:
     return session.get_bind().dialect.name
 
 
+def dialect_insert(session: AsyncSession, target: Any) -> Any:
+    """The dialect's INSERT for `target` (a table or a mapped class), which has ON CONFLICT.
+
+    Executed with a list of parameter sets it is one compiled statement sent as multi-row
+    batches ("insertmanyvalues"), and its RETURNING rows are exactly the rows inserted.
+    """
+    if dialect_name(session) == "postgresql":
+        return postgresql.insert(target)
+    return sqlite.insert(target)
+
+
 async def insert_ignore(
     session: AsyncSession,
     table: Table,
@@ -22,13 +33,11 @@ async def insert_ignore(
     conflict: list[str],
 ) -> int:
     """INSERT ... ON CONFLICT DO NOTHING; the number of rows inserted."""
-    stmt: Any
-    if dialect_name(session) == "postgresql":
-        stmt = (
-            postgresql.insert(table).values(values).on_conflict_do_nothing(index_elements=conflict)
-        )
-    else:
-        stmt = sqlite.insert(table).values(values).on_conflict_do_nothing(index_elements=conflict)
+    stmt = (
+        dialect_insert(session, table)
+        .values(values)
+        .on_conflict_do_nothing(index_elements=conflict)
+    )
     result = await session.execute(stmt)
     return int(getattr(result, "rowcount", 0) or 0)
 
@@ -41,9 +50,8 @@ async def insert_ignore_returning(
     One round trip for the common case of a row that is new; the caller reads the
     existing row only when there was one.
     """
-    insert: Any = postgresql.insert if dialect_name(session) == "postgresql" else sqlite.insert
     stmt = (
-        insert(entity)
+        dialect_insert(session, entity)
         .values(values)
         .on_conflict_do_nothing(index_elements=conflict)
         .returning(entity)

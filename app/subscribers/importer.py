@@ -26,14 +26,13 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.kit.addresses import AddressError, normalise_email
 from app.kit.clock import utcnow
 from app.kit.db import unit_of_work
 from app.kit.errors import Invalid
-from app.kit.sql import dialect_name
+from app.kit.sql import dialect_insert
 from app.kit.text import has_line_break
 from app.models import Subscriber, Subscription, SubscriptionStatus, Suppression
 from app.subscribers.schemas import MAX_ATTRIBUTES_JSON
@@ -275,15 +274,6 @@ _SUBSCRIBER = cast(Table, Subscriber.__table__)
 _SUBSCRIPTION = cast(Table, Subscription.__table__)
 
 
-def _insert(session: AsyncSession, table: Table) -> Any:
-    """The dialect's INSERT (for ON CONFLICT). Executed with a list of parameter sets it
-    is one compiled statement sent as multi-row batches ("insertmanyvalues"), and its
-    RETURNING rows are exactly the rows inserted."""
-    if dialect_name(session) == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
-
-
 async def _write_batch(
     session: AsyncSession,
     *,
@@ -327,7 +317,7 @@ async def _write_batch(
     new = [email for email in wanted if email not in existing]
     if new:
         inserted = await session.execute(
-            _insert(session, _SUBSCRIBER)
+            dialect_insert(session, _SUBSCRIBER)
             .on_conflict_do_nothing(index_elements=["email"])
             .returning(_SUBSCRIBER.c.id, _SUBSCRIBER.c.email),
             [
@@ -371,7 +361,7 @@ async def _write_batch(
     added: set[int] = set()
     if values:
         result = await session.execute(
-            _insert(session, _SUBSCRIPTION)
+            dialect_insert(session, _SUBSCRIPTION)
             .on_conflict_do_nothing(index_elements=["newsletter_id", "subscriber_id"])
             .returning(_SUBSCRIPTION.c.subscriber_id),
             values,

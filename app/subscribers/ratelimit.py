@@ -13,15 +13,13 @@ import hmac
 import math
 import random
 from collections.abc import Sequence
-from typing import Any
 
 from sqlalchemy import case, delete
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.kit.clock import utcnow
 from app.kit.db import unit_of_work
-from app.kit.sql import dialect_name
+from app.kit.sql import dialect_insert
 from app.models import RateCounter
 from app.settings import RateLimit
 
@@ -49,8 +47,7 @@ async def hit(session: AsyncSession, hits: Sequence[tuple[str, RateLimit]]) -> i
         {"key": key, "window_start": int(now // limit.seconds) * limit.seconds, "count": 1}
         for key, limit in sorted(limits.items())
     ]
-    insert: Any = postgresql.insert if dialect_name(session) == "postgresql" else sqlite.insert
-    stmt = insert(RateCounter).values(rows)
+    stmt = dialect_insert(session, RateCounter).values(rows)
     current = RateCounter.window_start
     # A request from the current window adds one; the first of a new window starts at one.
     # A straggler from an older window (a slow replica) counts in the newer one.
