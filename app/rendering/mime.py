@@ -164,3 +164,20 @@ def list_id_header(name: str, list_id: str) -> bytes:
     if not name:
         return f"List-Id: <{list_id}>\r\n".encode("ascii")
     return f"List-Id: {phrase(name)} <{list_id}>\r\n".encode("ascii")
+
+
+def multipart_alternative_header(boundary: str) -> bytes:
+    """The Content-Type header of a multipart/alternative message, and the blank line."""
+    return f'Content-Type: multipart/alternative;\r\n boundary="{boundary}"\r\n\r\n'.encode()
+
+
+def part_header(boundary: str, subtype: str) -> bytes:
+    """The delimiter and headers of a quoted-printable UTF-8 text/`subtype` part.
+
+    Every part is quoted-printable, in which "=" only starts an escape, so a boundary
+    that begins with "=_" cannot occur inside a part.
+    """
+    return (
+        f'--{boundary}\r\nContent-Type: text/{subtype}; charset="utf-8"\r\n'
+        "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+    ).encode()

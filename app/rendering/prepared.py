@@ -40,6 +40,8 @@ from app.rendering.mime import (
     clean_name,
     header_line,
     list_id_header,
+    multipart_alternative_header,
+    part_header,
     qp_piece,
     qp_value,
 )
@@ -185,19 +187,15 @@ class PreparedIssue:
         b.hole(_LIST_UNSUB)
         b.static(
             b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
-            b"MIME-Version: 1.0\r\n"
-            + f'Content-Type: multipart/alternative;\r\n boundary="{boundary}"\r\n\r\n'.encode()
+            b"MIME-Version: 1.0\r\n" + multipart_alternative_header(boundary)
         )
-        part = '--{}\r\nContent-Type: text/{}; charset="utf-8"\r\n' + (
-            "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
-        )
-        b.static(part.format(boundary, "plain").encode())
+        b.static(part_header(boundary, "plain"))
         text_slots = {
             rendered.placeholder(stage1.NAME): _TEXT_NAME,
             rendered.placeholder(stage1.UNSUBSCRIBE_URL): _TEXT_UNSUB,
         }
         self._encode_body(b, rendered.text, text_slots, links_by_url=None)
-        b.static(b"\r\n" + part.format(boundary, "html").encode())
+        b.static(b"\r\n" + part_header(boundary, "html"))
         html_slots = {
             rendered.placeholder(stage1.NAME): _HTML_NAME,
             rendered.placeholder(stage1.UNSUBSCRIBE_URL): _HTML_UNSUB,

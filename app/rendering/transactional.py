@@ -16,13 +16,15 @@ from email.utils import format_datetime
 
 from app.kit.clock import utcnow
 from app.rendering.dkim import DkimSigner
-from app.rendering.mime import address_header, header_line, qp_piece
+from app.rendering.mime import (
+    address_header,
+    header_line,
+    multipart_alternative_header,
+    part_header,
+    qp_piece,
+)
 
 _HEADER_NAME = re.compile(r"[!-9;-~]+")
-_PART = (
-    '--{boundary}\r\nContent-Type: text/{subtype}; charset="utf-8"\r\n'
-    "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
-)
 
 
 def build_message(
@@ -33,7 +35,7 @@ def build_message(
     to_name: str,
     subject: str,
     text: str,
-    html: str | None,
+    html: str,
     message_id: str,
     reply_to: str | None = None,
     headers: dict[str, str] | None = None,
@@ -61,24 +63,15 @@ def build_message(
     return dkim.sign(message) if dkim is not None else message
 
 
-def _body(text: str, html: str | None) -> bytes:
-    """The Content-Type header and body: text/plain alone, or multipart/alternative.
-
-    Every part is quoted-printable, in which "=" only starts an escape, so a boundary
-    that begins with "=_" cannot occur inside a part.
-    """
-    if html is None:
-        return (
-            b'Content-Type: text/plain; charset="utf-8"\r\n'
-            b"Content-Transfer-Encoding: quoted-printable\r\n\r\n" + _qp_body(text)
-        )
+def _body(text: str, html: str) -> bytes:
+    """The Content-Type header and the multipart/alternative body, text first."""
     boundary = f"==_bs_{secrets.token_hex(8)}"
     return b"".join(
         (
-            f'Content-Type: multipart/alternative;\r\n boundary="{boundary}"\r\n\r\n'.encode(),
-            _PART.format(boundary=boundary, subtype="plain").encode(),
+            multipart_alternative_header(boundary),
+            part_header(boundary, "plain"),
             _qp_body(text),
-            _PART.format(boundary=boundary, subtype="html").encode(),
+            part_header(boundary, "html"),
             _qp_body(html),
             f"--{boundary}--\r\n".encode(),
         )

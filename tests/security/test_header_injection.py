@@ -126,7 +126,7 @@ def test_build_message_never_writes_an_extra_header_from_a_custom_header_value(
             to_name="Reader",
             subject="Please confirm",
             text="text",
-            html=None,
+            html="<p>html</p>",
             message_id="<confirm.1@example.com>",
             headers={"List-Unsubscribe": payload},
         )
