@@ -129,7 +129,7 @@ _PG_CLAIM = text(
     -- LEFT JOIN: a subscription deleted while its send was being enqueued leaves a
     -- delivery with nobody behind it (no foreign key), which the engine skips.
     SELECT c.id, c.issue_id, c.subscription_id, c.attempts,
-           COALESCE(sb.email, ''), COALESCE(sb.name, ''), COALESCE(s.status, 'deleted'),
+           COALESCE(sb.email, ''), COALESCE(sb.name, ''), COALESCE(s.status, :deleted),
            EXISTS (SELECT 1 FROM suppression x WHERE x.email = sb.email) AS suppressed
     FROM claimed c
     LEFT JOIN subscription s ON s.id = c.subscription_id
@@ -143,6 +143,7 @@ _PG_CLAIM = text(
     bindparam("issues", type_=ARRAY(BigInteger)),
     bindparam("after", type_=BigInteger),
     bindparam("limit", type_=Integer),
+    bindparam("deleted", value=DELETED, type_=String),
 )
 
 
