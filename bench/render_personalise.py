@@ -21,10 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from app.kit.tokens import Signer
-from app.models import Issue, Newsletter, Story
+from app.models import Issue, Newsletter, Story, Subscriber
 from app.rendering.issue import render_issue
 from app.rendering.prepared import Recipient, freeze_issue, prepare_issue
+from app.rendering.transactional import build_message
 from app.settings import Settings, load_settings
+from app.subscribers.emails import confirmation_subject, render_confirmation
 
 BODY = (
     "Researchers published *new findings* on Tuesday, with [the full paper]"
@@ -170,6 +172,32 @@ def main() -> None:
         (
             "(for comparison) build an EmailMessage + as_bytes()",
             median_us(email_message, number=50, rounds=rounds),
+        )
+    )
+
+    # What a subscribe request builds: the confirmation email (inlined HTML cached per
+    # newsletter, values substituted, both parts quoted-printable, as bytes).
+    reader_row = Subscriber(id=1, email="reader@example.org", name="Zoë O'Brien")
+    confirm = "https://news.example.com/confirm/abc.def"
+
+    def confirmation() -> bytes:
+        text, html = render_confirmation(settings, newsletter, reader_row, confirm)
+        return build_message(
+            from_name=newsletter.from_name,
+            from_email=newsletter.from_email,
+            to_email=reader_row.email,
+            to_name=reader_row.name,
+            subject=confirmation_subject(newsletter),
+            text=text,
+            html=html,
+            message_id="<confirm.1.abc@news.example.com>",
+        )
+
+    confirmation()  # premailer runs once per newsletter; the rest is per request
+    rows.append(
+        (
+            "build a confirmation email (subscribe: render_confirmation + build_message)",
+            median_us(confirmation, number=500, rounds=rounds),
         )
     )
 
