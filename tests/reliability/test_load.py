@@ -187,6 +187,9 @@ async def test_two_hundred_subscribers_a_second_while_a_big_send_runs(
     )
     failed = [code for code in statuses if code >= 500 or code < 0]
     assert not failed, f"{line}\n--- API server log (tail)\n{api.worker.output()[-3000:]}"
+    # Retrying a reset keeps one from failing the run, not a server that resets often:
+    # with uvicorn's 5 s keep-alive runs met up to 3 in 2,761 requests; with 90 s, none.
+    assert len(resets) * 1000 <= total, line
     assert stored == len(accepted), line
     assert set(confirmations) == set(accepted), line
     assert all(n == 1 for n in confirmations.values()), line
