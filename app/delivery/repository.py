@@ -439,9 +439,7 @@ async def list_deliveries(
             D.c.message_id,
             D.c.sent_at,
         )
-        .select_from(
-            D.join(S, S.c.id == D.c.subscription_id).join(SB, SB.c.id == S.c.subscriber_id)
-        )
+        .select_from(_RECIPIENTS)
         .where(D.c.issue_id == issue_id, D.c.id > after_id)
         .order_by(D.c.id)
         .limit(limit + 1)
