@@ -81,7 +81,9 @@ def require_axe() -> None:
         pytest.skip("axe-core missing: run scripts/test (npm install in tests/node)")
 
 
-async def axe_violations(page: Any, *, impacts: tuple[str, ...] = ("serious", "critical")) -> list[str]:
+async def axe_violations(
+    page: Any, *, impacts: tuple[str, ...] = ("serious", "critical")
+) -> list[str]:
     """Run axe-core in an open Playwright page; the violations of the given impacts.
 
     axe is injected with `add_script_tag(content=...)`, which a strict CSP refuses; the
@@ -94,5 +96,7 @@ async def axe_violations(page: Any, *, impacts: tuple[str, ...] = ("serious", "c
     for violation in result["violations"]:
         if violation.get("impact") in impacts:
             targets = [node.get("target") for node in violation.get("nodes", [])][:5]
-            found.append(f"{violation['id']} ({violation['impact']}): {violation['help']} {targets}")
+            found.append(
+                f"{violation['id']} ({violation['impact']}): {violation['help']} {targets}"
+            )
     return found
