@@ -9,8 +9,8 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from app.kit.addresses import EmailAddress
+from app.kit.cron import validate_cron, validate_timezone
 from app.kit.text import MultiLine, NonEmptyLine, check_single_line
-from app.scheduling.cron import validate_cron, validate_timezone
 
 SLUG_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
 _TEMPLATE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")

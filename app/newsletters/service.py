@@ -10,7 +10,6 @@ from app.kit.errors import Conflict
 from app.models import Newsletter
 from app.newsletters import repository
 from app.newsletters.schemas import NewsletterCreate, NewsletterUpdate
-from app.scheduling.service import schedule_changed
 
 
 def _slug_conflict(slug: str) -> Conflict:
@@ -45,8 +44,10 @@ async def update(
     for key, value in changes.items():
         setattr(newsletter, key, value)
     if schedule_moved:
-        # A new schedule fires from now on, never for its past times inside the grace window.
-        schedule_changed(newsletter, utcnow())
+        # The scheduler looks only at ticks after `schedule_checked_at`: moving it to now
+        # makes a new schedule fire from now on, never for the times of the new expression
+        # that lie between the old schedule's last tick and now (inside the grace window).
+        newsletter.schedule_checked_at = utcnow()
     try:
         await session.flush()
     except IntegrityError as exc:

@@ -27,11 +27,11 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.kit.clock import utcnow
+from app.kit.cron import CronError, Tick, ticks_between, validate_cron, validate_timezone
 from app.kit.db import create_engine, create_sessionmaker
 from app.kit.errors import BroadsheetError
 from app.models import IssueStatus, TickOutcome
 from app.scheduling import repository
-from app.scheduling.cron import CronError, Tick, ticks_between, validate_cron, validate_timezone
 from app.scheduling.repository import DueIssue, ScheduledNewsletter
 from app.settings import Settings
 

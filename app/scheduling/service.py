@@ -10,10 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.issues import service as issues_service
 from app.issues.schemas import IssueCreate, StoryIn
+from app.kit.cron import CronError, next_ticks, validate_cron, validate_timezone
 from app.kit.errors import Conflict, Invalid, NotFound
 from app.models import Issue, IssueStatus, Newsletter, Story
 from app.scheduling import repository
-from app.scheduling.cron import CronError, next_ticks, validate_cron, validate_timezone
 from app.scheduling.schemas import (
     IssueSummary,
     ScheduleOverview,
@@ -128,16 +128,6 @@ async def unschedule(session: AsyncSession, issue: Issue) -> Issue:
     if not moved:
         raise _conflict(issue, "unscheduled")
     return issue
-
-
-def schedule_changed(newsletter: Newsletter, now: datetime) -> None:
-    """Call when a newsletter's schedule_cron or timezone changes (the caller flushes).
-
-    The scheduler looks at ticks after `schedule_checked_at`; moving it to now means a
-    new schedule fires from now on, not for the times of the new expression that lie
-    between the last tick of the old one and now.
-    """
-    newsletter.schedule_checked_at = now
 
 
 def default_subject(newsletter: Newsletter, now: datetime) -> str:

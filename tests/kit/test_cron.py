@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from app.scheduling.cron import (
+from app.kit.cron import (
     CronError,
     next_ticks,
     ticks_between,
