@@ -166,6 +166,7 @@ class Subscription(TimestampMixin, Base):
     confirmation_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     confirmed_ip: Mapped[str | None] = mapped_column(String(64))
+    confirmed_user_agent: Mapped[str | None] = mapped_column(Text)
     unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Consecutive soft bounces; three in a row suppress the address (SPEC section 7).
     soft_bounces: Mapped[int] = mapped_column(Integer, default=0)
