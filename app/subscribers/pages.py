@@ -25,7 +25,12 @@ from app.models import Newsletter, SubscriptionStatus
 from app.newsletters import repository as newsletters
 from app.settings import Settings
 from app.subscribers import ratelimit, service
-from app.subscribers.service import ConfirmOutcome, ConsentProof, UnsubscribeOutcome
+from app.subscribers.service import (
+    ConfirmOutcome,
+    ConsentProof,
+    LinkResult,
+    UnsubscribeOutcome,
+)
 
 router = APIRouter(include_in_schema=True, tags=["public pages"])
 templates = Jinja2Templates(directory=Path(__file__).resolve().parents[1] / "templates")
@@ -343,19 +348,32 @@ def _bad_link(request: Request, what: str, expired: bool = False) -> HTMLRespons
     )
 
 
-@router.get("/confirm/{token}", response_class=HTMLResponse)
-async def confirm(
-    request: Request, token: str, session: SessionDep, settings: SettingsDep, signer: SignerDep
-) -> Response:
+def _confirm_id(
+    request: Request, token: str, settings: Settings, signer: Any, as_json: bool
+) -> int | Response:
+    """The subscription a confirm link names, or the 400 answer for a bad or old link."""
     try:
-        subscription_id = confirm_subscription_id(
-            signer, token, settings.confirm_token_max_age_seconds
-        )
+        return confirm_subscription_id(signer, token, settings.confirm_token_max_age_seconds)
     except TokenError as exc:
-        return _bad_link(request, "confirmation", expired="expired" in str(exc))
-    result = await service.confirm(session, subscription_id, ip=client_ip(request, settings))
+        expired = "expired" in str(exc)
+        if as_json:
+            detail = (
+                "this confirmation link has expired" if expired else "invalid confirmation link"
+            )
+            return JSONResponse({"detail": detail}, status_code=400, headers=TOKEN_PAGE_HEADERS)
+        return _bad_link(request, "confirmation", expired=expired)
+
+
+def _confirm_answer(request: Request, result: LinkResult, as_json: bool) -> Response:
+    """The answer for every outcome but a pending subscription, to the GET and the POST."""
     newsletter = result.newsletter
     if newsletter is None:
+        if as_json:
+            return JSONResponse(
+                {"detail": "the subscription this link confirms no longer exists"},
+                status_code=400,
+                headers=TOKEN_PAGE_HEADERS,
+            )
         return _message(
             request,
             400,
@@ -363,8 +381,9 @@ async def confirm(
             "The subscription it confirms does not exist any more.",
             headers=TOKEN_PAGE_HEADERS,
         )
-    resubscribe = (_subscribe_path(newsletter), "Subscribe again")
     if result.outcome in (ConfirmOutcome.confirmed, ConfirmOutcome.already):
+        if as_json:
+            return JSONResponse({"status": "active"}, headers=TOKEN_PAGE_HEADERS)
         return _message(
             request,
             200,
@@ -377,6 +396,12 @@ async def confirm(
             headers=TOKEN_PAGE_HEADERS,
         )
     if result.outcome == ConfirmOutcome.suppressed:
+        if as_json:
+            return JSONResponse(
+                {"detail": "this address is on the do-not-mail list and cannot be confirmed"},
+                status_code=409,
+                headers=TOKEN_PAGE_HEADERS,
+            )
         return _message(
             request,
             409,
@@ -387,6 +412,12 @@ async def confirm(
             newsletter=newsletter,
             headers=TOKEN_PAGE_HEADERS,
         )
+    if as_json:
+        return JSONResponse(
+            {"detail": "this subscription has ended; subscribe again to receive it"},
+            status_code=409,
+            headers=TOKEN_PAGE_HEADERS,
+        )
     return _message(
         request,
         409,
@@ -394,9 +425,55 @@ async def confirm(
         f"This subscription to {newsletter.name} has ended, and an old confirmation link "
         "cannot restart it. To receive it again, subscribe once more.",
         newsletter=newsletter,
-        link=resubscribe,
+        link=(_subscribe_path(newsletter), "Subscribe again"),
         headers=TOKEN_PAGE_HEADERS,
     )
+
+
+@router.get("/confirm/{token}", response_class=HTMLResponse)
+async def confirm_page(
+    request: Request, token: str, session: SessionDep, settings: SettingsDep, signer: SignerDep
+) -> Response:
+    """The page with the Confirm button. A GET confirms nothing: mail scanners open links."""
+    subscription_id = _confirm_id(request, token, settings, signer, as_json=False)
+    if isinstance(subscription_id, Response):
+        return subscription_id
+    result = await service.confirm_state(session, subscription_id)
+    if result.outcome != ConfirmOutcome.pending or result.newsletter is None:
+        return _confirm_answer(request, result, as_json=False)
+    return _page(
+        request,
+        "confirm.html",
+        200,
+        headers=TOKEN_PAGE_HEADERS,
+        newsletter=result.newsletter,
+        email=result.email,
+        action=request.url.path,
+        noindex=True,
+    )
+
+
+@router.post("/confirm/{token}")
+async def confirm(
+    request: Request, token: str, session: SessionDep, settings: SettingsDep, signer: SignerDep
+) -> Response:
+    """Confirm a pending subscription: the confirm page's button, or a JSON POST.
+
+    The body carries nothing needed (the token in the address is the proof), so any
+    form, JSON or empty body is accepted. Records the ip and user agent of this request,
+    the client that pressed the button.
+    """
+    as_json = _wants_json(request)
+    subscription_id = _confirm_id(request, token, settings, signer, as_json)
+    if isinstance(subscription_id, Response):
+        return subscription_id
+    result = await service.confirm(
+        session,
+        subscription_id,
+        ip=client_ip(request, settings),
+        user_agent=(request.headers.get("user-agent") or "")[:1000] or None,
+    )
+    return _confirm_answer(request, result, as_json)
 
 
 def _unsubscribe_id(signer: Any, token: str) -> int | None:

@@ -168,7 +168,12 @@ async def export_page(
 
 
 async def activate_pending(
-    session: AsyncSession, subscription_id: int, *, now: datetime, ip: str | None
+    session: AsyncSession,
+    subscription_id: int,
+    *,
+    now: datetime,
+    ip: str | None,
+    user_agent: str | None,
 ) -> bool:
     """pending -> active; a conditional UPDATE so it cannot undo a concurrent unsubscribe."""
     result = await session.execute(
@@ -181,6 +186,7 @@ async def activate_pending(
             status=SubscriptionStatus.active.value,
             confirmed_at=now,
             confirmed_ip=ip,
+            confirmed_user_agent=user_agent,
             updated_at=now,
         )
         .execution_options(synchronize_session=False)

@@ -72,6 +72,7 @@ class SubscriptionRead(BaseModel):
     confirmation_sent_at: datetime | None
     confirmed_at: datetime | None
     confirmed_ip: str | None
+    confirmed_user_agent: str | None
     unsubscribed_at: datetime | None
 
     @classmethod
@@ -93,6 +94,7 @@ class SubscriptionRead(BaseModel):
             confirmation_sent_at=subscription.confirmation_sent_at,
             confirmed_at=subscription.confirmed_at,
             confirmed_ip=subscription.confirmed_ip,
+            confirmed_user_agent=subscription.confirmed_user_agent,
             unsubscribed_at=subscription.unsubscribed_at,
         )
 

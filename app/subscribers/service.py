@@ -67,6 +67,7 @@ def _proof_values(proof: ConsentProof, status: SubscriptionStatus, now: datetime
         "confirmation_sent_at": None,
         "confirmed_at": None,
         "confirmed_ip": None,
+        "confirmed_user_agent": None,
         "unsubscribed_at": None,
         "soft_bounces": 0,
     }
@@ -220,6 +221,7 @@ async def subscribe_public(
 
 
 class ConfirmOutcome(StrEnum):
+    pending = "pending"  # not confirmed yet: the confirm page shows its button
     confirmed = "confirmed"
     already = "already"
     ended = "ended"  # unsubscribed, bounced or complained: an old link never revives it
@@ -234,7 +236,12 @@ class LinkResult:
     email: str | None = None
 
 
-async def confirm(session: AsyncSession, subscription_id: int, *, ip: str | None) -> LinkResult:
+async def confirm_state(session: AsyncSession, subscription_id: int) -> LinkResult:
+    """What the confirm page shows for a link, changing nothing.
+
+    The page a GET answers: mail scanners and link previews open every link in a
+    message, so only the POST of its button confirms (SPEC section 3).
+    """
     found = await repository.get_full(session, subscription_id)
     if found is None:
         return LinkResult(ConfirmOutcome.gone)
@@ -242,7 +249,27 @@ async def confirm(session: AsyncSession, subscription_id: int, *, ip: str | None
     if await is_suppressed(session, subscriber.email):
         return LinkResult(ConfirmOutcome.suppressed, newsletter, subscriber.email)
     if subscription.status == SubscriptionStatus.pending.value:
-        if await repository.activate_pending(session, subscription.id, now=utcnow(), ip=ip):
+        return LinkResult(ConfirmOutcome.pending, newsletter, subscriber.email)
+    if subscription.status == SubscriptionStatus.active.value:
+        return LinkResult(ConfirmOutcome.already, newsletter, subscriber.email)
+    return LinkResult(ConfirmOutcome.ended, newsletter, subscriber.email)
+
+
+async def confirm(
+    session: AsyncSession, subscription_id: int, *, ip: str | None, user_agent: str | None
+) -> LinkResult:
+    """pending -> active (idempotent), recording the ip and user agent of the client."""
+    found = await repository.get_full(session, subscription_id)
+    if found is None:
+        return LinkResult(ConfirmOutcome.gone)
+    subscription, subscriber, newsletter = found
+    if await is_suppressed(session, subscriber.email):
+        return LinkResult(ConfirmOutcome.suppressed, newsletter, subscriber.email)
+    if subscription.status == SubscriptionStatus.pending.value:
+        activated = await repository.activate_pending(
+            session, subscription.id, now=utcnow(), ip=ip, user_agent=user_agent
+        )
+        if activated:
             return LinkResult(ConfirmOutcome.confirmed, newsletter, subscriber.email)
         await session.refresh(subscription)
     if subscription.status == SubscriptionStatus.active.value:

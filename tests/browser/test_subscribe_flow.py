@@ -167,13 +167,28 @@ async def test_a_reader_subscribes_confirms_and_unsubscribes_in_a_real_browser(
     link = confirm_link(message)
     assert link.startswith(f"{server}/confirm/")
     await page.goto(link)
+    assert "Confirm your subscription" in await page.locator("h1").inner_text()
+    waiting = await subscription_of(session, "browser.reader@example.com")
+    assert waiting is not None
+    assert waiting.status == "pending"  # opening the link confirms nothing
+    for width, height in ((1280, 900), (375, 812)):
+        phone = await browser.new_context(viewport={"width": width, "height": height})
+        shot_page = await phone.new_page()
+        await shot_page.goto(link)
+        await shot_page.screenshot(path=str(SHOTS / f"confirm-{width}.png"), full_page=True)
+        await phone.close()
+    await page.get_by_role("button", name="Confirm").click()
+    await page.wait_for_load_state()
     assert "subscribed" in (await page.locator("h1").inner_text()).lower()
+    assert page.url == link  # answered in place
     subscription = await subscription_of(session, "browser.reader@example.com")
     assert subscription is not None
     assert subscription.status == "active"
     assert subscription.confirmed_ip == "127.0.0.1"
     assert subscription.user_agent is not None
     assert "Chrome" in subscription.user_agent
+    assert subscription.confirmed_user_agent is not None
+    assert "Chrome" in subscription.confirmed_user_agent
 
     # The unsubscribe link every issue carries: a page with one button.
     url = unsubscribe_url(server, Signer(SECRET.encode()), subscription.id)

@@ -257,9 +257,13 @@ async def test_nothing_executable_reaches_a_confirmation_email_or_the_public_pag
     signer = Signer(settings.secret, settings.previous_secrets)
     subscriptions = (await session.execute(select(Subscription))).scalars().all()
     for subscription in subscriptions:
-        confirm = await client.get(f"/confirm/{links.confirm_token(signer, subscription.id)}")
+        confirm_path = f"/confirm/{links.confirm_token(signer, subscription.id)}"
+        confirm = await client.get(confirm_path)
         assert confirm.status_code == 200, confirm.text[:300]
         assert_safe_html(confirm.text, "confirm page")
+        confirmed = await client.post(confirm_path)
+        assert confirmed.status_code == 200, confirmed.text[:300]
+        assert_safe_html(confirmed.text, "confirmed page")
         token = links.unsubscribe_token(signer, subscription.id)
         page = await client.get(f"/unsubscribe/{token}")
         assert page.status_code == 200

@@ -107,6 +107,7 @@ async def test_the_api_server_never_logs_secrets_nor_shows_them_on_error_pages(
                     {"headers": {"Authorization": f"Bearer {WEBHOOK}"}, "content": b"\xff{"},
                 ),
                 ("GET", f"/confirm/{SECRET_KEY}", {}),
+                ("POST", f"/confirm/{SECRET_KEY}", {}),
                 ("GET", f"/unsubscribe/{SECRET_KEY}", {}),
                 ("GET", "/t/c/x", {}),
                 ("GET", "/metrics", {}),

@@ -42,26 +42,104 @@ async def _subscribe_and_get_link(client: AsyncClient, session: AsyncSession, ad
     return confirm_link(rows[-1].message).removeprefix("http://testserver")
 
 
-async def test_confirm_link_activates_and_records_when_and_from_where(
+async def test_opening_the_confirm_link_shows_a_confirm_button_and_confirms_nothing(
     client: AsyncClient, session: AsyncSession, newsletter: Newsletter
 ) -> None:
-    link = await _subscribe_and_get_link(client, session, "c@example.com")
-    response = await client.get(link)
+    link = await _subscribe_and_get_link(client, session, "scanned@example.com")
+    for _ in range(3):  # mail scanners and link previews open links, sometimes twice
+        response = await client.get(link, headers={"user-agent": "LinkScanner/1.0"})
+        assert response.status_code == 200
+        assert "text/html" in response.headers["content-type"]
+        assert "Confirm your subscription to The Weekly Gazette" in response.text
+        assert f'<form class="form" method="post" action="{link}">' in response.text
+        assert ">Confirm</button>" in response.text
+        assert response.headers["cache-control"] == "no-store"
+    subscription = await subscription_of(session, "scanned@example.com")
+    assert subscription is not None
+    assert subscription.status == "pending"
+    assert subscription.confirmed_at is None
+    assert subscription.confirmed_ip is None
+    assert subscription.confirmed_user_agent is None
+
+
+async def test_pressing_confirm_activates_and_records_when_and_who_pressed_it(
+    client_with: ClientFactory, session: AsyncSession, newsletter: Newsletter
+) -> None:
+    async with client_with(peer="198.51.100.7") as subscriber_client:
+        link = await _subscribe_and_get_link(subscriber_client, session, "c@example.com")
+    async with client_with(peer="203.0.113.9") as reader:
+        response = await reader.post(
+            link,
+            data={},
+            headers={"user-agent": "Mozilla/5.0 (Reader's phone)"},
+        )
     assert response.status_code == 200
+    assert "text/html" in response.headers["content-type"]
     assert "You&#39;re subscribed" in response.text or "You're subscribed" in response.text
     assert response.headers["cache-control"] == "no-store"
     subscription = await subscription_of(session, "c@example.com")
     assert subscription is not None
     assert subscription.status == "active"
     assert subscription.confirmed_at is not None
-    assert subscription.confirmed_ip == "127.0.0.1"
-    first_confirmed_at = subscription.confirmed_at
-    again = await client.get(link)  # idempotent
+    assert subscription.confirmed_ip == "203.0.113.9"
+    assert subscription.confirmed_user_agent == "Mozilla/5.0 (Reader's phone)"
+    assert subscription.ip == "198.51.100.7"  # the subscribe request's proof stays
+
+
+async def test_pressing_confirm_twice_changes_nothing_the_second_time(
+    client: AsyncClient, client_with: ClientFactory, session: AsyncSession, newsletter: Newsletter
+) -> None:
+    link = await _subscribe_and_get_link(client, session, "twice@example.com")
+    first = await client.post(link, headers={"user-agent": "First browser"})
+    assert first.status_code == 200
+    confirmed = await subscription_of(session, "twice@example.com")
+    assert confirmed is not None
+    first_confirmed_at = confirmed.confirmed_at
+    async with client_with(peer="192.0.2.44") as other:
+        again = await other.post(link, headers={"user-agent": "Second browser"})
     assert again.status_code == 200
-    subscription = await subscription_of(session, "c@example.com")
+    assert "You&#39;re subscribed" in again.text or "You're subscribed" in again.text
+    subscription = await subscription_of(session, "twice@example.com")
     assert subscription is not None
     assert subscription.status == "active"
     assert subscription.confirmed_at == first_confirmed_at
+    assert subscription.confirmed_ip == "127.0.0.1"
+    assert subscription.confirmed_user_agent == "First browser"
+    # The page of a confirmed link says so, without a button.
+    page = await client.get(link)
+    assert page.status_code == 200
+    assert "You&#39;re subscribed" in page.text or "You're subscribed" in page.text
+    assert "<form" not in page.text
+
+
+async def test_confirm_answers_json_to_a_json_post(
+    client: AsyncClient, session: AsyncSession, newsletter: Newsletter
+) -> None:
+    link = await _subscribe_and_get_link(client, session, "api@example.com")
+    response = await client.post(link, json={})
+    assert response.status_code == 200
+    assert response.json() == {"status": "active"}
+    again = await client.post(link, headers={"accept": "application/json"})
+    assert again.status_code == 200
+    assert again.json() == {"status": "active"}
+    subscription = await subscription_of(session, "api@example.com")
+    assert subscription is not None
+    assert subscription.status == "active"
+
+
+async def test_a_bad_confirm_token_posted_as_json_gets_a_json_400(
+    client: AsyncClient, session: AsyncSession, newsletter: Newsletter
+) -> None:
+    response = await client.post("/confirm/garbage", json={})
+    assert response.status_code == 400
+    assert response.json() == {"detail": "invalid confirmation link"}
+    pending = await create_subscription(
+        session, newsletter, "old-json@example.com", status=SubscriptionStatus.pending
+    )
+    old = SIGNER.sign(CONFIRM, pending.id, int(time.time()) - 8 * 86400)
+    expired = await client.post(f"/confirm/{old}", json={})
+    assert expired.status_code == 400
+    assert expired.json() == {"detail": "this confirmation link has expired"}
 
 
 @pytest.mark.parametrize(
@@ -77,12 +155,13 @@ async def test_confirm_link_activates_and_records_when_and_from_where(
 async def test_bad_or_forged_confirm_tokens_get_a_400_page(
     client: AsyncClient, newsletter: Newsletter, token: str
 ) -> None:
-    response = await client.get(f"/confirm/{token}")
-    assert response.status_code in (400, 404)  # an empty token is no route at all
-    if token:
-        assert response.status_code == 400
-        assert "text/html" in response.headers["content-type"]
-        assert "not valid" in response.text
+    for method in ("GET", "POST"):
+        response = await client.request(method, f"/confirm/{token}")
+        assert response.status_code in (400, 404)  # an empty token is no route at all
+        if token:
+            assert response.status_code == 400
+            assert "text/html" in response.headers["content-type"]
+            assert "not valid" in response.text
 
 
 async def test_a_tampered_confirm_token_does_not_confirm_another_subscription(
@@ -97,7 +176,7 @@ async def test_a_tampered_confirm_token_does_not_confirm_another_subscription(
     token = confirm_token(SIGNER, mine.id)
     payload, mac = token.split(".")
     other = SIGNER.sign_timed(CONFIRM, victim.id).split(".")[0]
-    response = await client.get(f"/confirm/{other}.{mac}")
+    response = await client.post(f"/confirm/{other}.{mac}")
     assert response.status_code == 400
     assert payload != other
     row = await subscription_of(session, "victim@example.com")
@@ -113,7 +192,7 @@ async def test_an_unsubscribe_token_does_not_confirm_and_a_confirm_token_does_no
     )
     active = await create_subscription(session, newsletter, "a@example.com")
     assert (
-        await client.get(f"/confirm/{unsubscribe_token(SIGNER, pending.id)}")
+        await client.post(f"/confirm/{unsubscribe_token(SIGNER, pending.id)}")
     ).status_code == 400
     response = await client.post(
         f"/unsubscribe/{confirm_token(SIGNER, active.id)}", content=ONE_CLICK
@@ -131,9 +210,10 @@ async def test_an_expired_confirm_token_is_refused(
     )
     eight_days_ago = int(time.time()) - 8 * 86400
     old = SIGNER.sign(CONFIRM, pending.id, eight_days_ago)
-    response = await client.get(f"/confirm/{old}")
-    assert response.status_code == 400
-    assert "expired" in response.text
+    for method in ("GET", "POST"):
+        response = await client.request(method, f"/confirm/{old}")
+        assert response.status_code == 400
+        assert "expired" in response.text
     row = await subscription_of(session, "late@example.com")
     assert row is not None
     assert row.status == "pending"
@@ -147,9 +227,12 @@ async def test_confirm_token_max_age_comes_from_the_settings(
     )
     token = SIGNER.sign(CONFIRM, pending.id, int(time.time()) - 120)
     async with client_with(confirm_token_max_age_seconds=60) as strict:
-        assert (await strict.get(f"/confirm/{token}")).status_code == 400
+        assert (await strict.post(f"/confirm/{token}")).status_code == 400
     async with client_with(confirm_token_max_age_seconds=3600) as lenient:
-        assert (await lenient.get(f"/confirm/{token}")).status_code == 200
+        assert (await lenient.post(f"/confirm/{token}")).status_code == 200
+    row = await subscription_of(session, "quick@example.com")
+    assert row is not None
+    assert row.status == "active"
 
 
 @pytest.mark.parametrize(
@@ -160,9 +243,10 @@ async def test_an_old_confirm_link_never_revives_an_ended_subscription(
     client: AsyncClient, session: AsyncSession, newsletter: Newsletter, status: SubscriptionStatus
 ) -> None:
     ended = await create_subscription(session, newsletter, "old@example.com", status=status)
-    response = await client.get(f"/confirm/{confirm_token(SIGNER, ended.id)}")
-    assert response.status_code == 409
-    assert "can no longer be used" in response.text
+    for method in ("GET", "POST"):
+        response = await client.request(method, f"/confirm/{confirm_token(SIGNER, ended.id)}")
+        assert response.status_code == 409
+        assert "can no longer be used" in response.text
     row = await subscription_of(session, "old@example.com")
     assert row is not None
     assert row.status == status.value
@@ -174,7 +258,7 @@ async def test_a_suppressed_address_cannot_be_confirmed(
     link = await _subscribe_and_get_link(client, session, "s@example.com")
     await suppress(session, "s@example.com", SuppressionReason.manual)
     await session.commit()
-    response = await client.get(link)
+    response = await client.post(link)
     assert response.status_code == 409
     row = await subscription_of(session, "s@example.com")
     assert row is not None
@@ -184,8 +268,9 @@ async def test_a_suppressed_address_cannot_be_confirmed(
 async def test_a_confirm_link_for_a_deleted_subscription_is_refused(
     client: AsyncClient, session: AsyncSession, newsletter: Newsletter
 ) -> None:
-    response = await client.get(f"/confirm/{confirm_token(SIGNER, 999_999)}")
-    assert response.status_code == 400
+    for method in ("GET", "POST"):
+        response = await client.request(method, f"/confirm/{confirm_token(SIGNER, 999_999)}")
+        assert response.status_code == 400
 
 
 async def test_unsubscribe_page_shows_a_button_and_never_unsubscribes(
@@ -321,7 +406,7 @@ async def test_unsubscribing_a_pending_subscription_stops_its_confirmation_link(
     await client.post(
         f"/unsubscribe/{unsubscribe_token(SIGNER, subscription.id)}", content=ONE_CLICK
     )
-    response = await client.get(link)
+    response = await client.post(link)
     assert response.status_code == 409
     row = await subscription_of(session, "pend@example.com")
     assert row is not None

@@ -57,7 +57,10 @@ async def test_a_reader_subscribes_gets_the_mail_over_smtp_confirms_and_leaves(
     assert mail.message["Subject"] == "Confirm your subscription to The Weekly Gazette"
     link = confirm_link(mail.data)
 
-    confirmed = await client.get(link.removeprefix("http://testserver"))
+    page = await client.get(link.removeprefix("http://testserver"))
+    assert page.status_code == 200
+    assert ">Confirm</button>" in page.text
+    confirmed = await client.post(link.removeprefix("http://testserver"))
     assert confirmed.status_code == 200
     subscription = await subscription_of(session, "e2e@example.com")
     assert subscription is not None

@@ -93,7 +93,7 @@ async def test_editor_may_ask_for_double_opt_in(
     (row,) = await outbox_rows(session)
     assert row.rcpt_to == "ann@example.com"
     link = confirm_link(row.message).removeprefix("http://testserver")
-    assert (await client.get(link)).status_code == 200
+    assert (await client.post(link)).status_code == 200
     confirmed = await client.get(f"{BASE}/{response.json()['id']}", headers=editor_headers)
     assert confirmed.json()["status"] == "active"
     assert confirmed.json()["confirmed_at"]
