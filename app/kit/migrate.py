@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from importlib.resources import files
 
 from alembic import command
 from alembic.config import Config
 
-import migrations
+# The repository's `migrations/`, which pyproject.toml ships inside the package.
+MIGRATIONS_PACKAGE = "app.migrations"
 
 
 def alembic_config(database_url: str) -> Config:
     config = Config()
-    config.set_main_option("script_location", str(Path(migrations.__file__).parent))
+    config.set_main_option("script_location", str(files(MIGRATIONS_PACKAGE)))
     config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
     return config
 

@@ -1,18 +1,20 @@
 """The Jinja2 environment for email templates: sandboxed, autoescaping, replaceable.
 
 Templates come from BROADSHEET_TEMPLATES_DIR when set (a deployment's own copy of
-`email_templates/`), else from the project's `email_templates/`.
+`email_templates/`), else from the package `app.email_templates`: the repository's
+`email_templates/`, which pyproject.toml ships inside the package.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
+from importlib.resources import files
 from pathlib import Path
 
 from jinja2 import FileSystemLoader, StrictUndefined, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
 
-DEFAULT_TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "email_templates"
+DEFAULT_TEMPLATES_DIR = Path(str(files("app.email_templates")))
 
 
 @lru_cache(maxsize=8)
