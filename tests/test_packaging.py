@@ -98,7 +98,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
             shutil.copy2(path, source / name)
     wheels = base / "wheels"
     _run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation"]
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-index", "--no-build-isolation"]
         + ["--wheel-dir", str(wheels), str(source)]
     )
     (wheel,) = wheels.glob("broadsheet-*.whl")
