@@ -8,7 +8,7 @@ link to the subscribe page.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,6 +20,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from app.issues import repository
 from app.kit.deps import SessionDep, SettingsDep
 from app.kit.errors import NotFound
+from app.kit.web import csp_header, html_datetime
 from app.models import Issue, Newsletter
 from app.rendering.issue import IssueContent, format_date, issue_content, subscribe_url, web_url
 from app.settings import Settings
@@ -36,16 +37,15 @@ _env = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+_env.filters["html_datetime"] = html_datetime
+# An issue shows the images its editor chose, from wherever they are; all else stays 'self'.
+ISSUE_PAGE_HEADERS = csp_header(img_src="'self' data: https:")
 
 Slug = Annotated[str, PathParam(max_length=64)]
 
 
 def published_at(issue: Issue) -> datetime:
     return issue.sent_at or issue.finished_at or issue.started_at or issue.updated_at
-
-
-def _rfc3339(when: datetime) -> str:
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,11 +57,11 @@ class Entry:
 
     @property
     def published_text(self) -> str:
-        return _rfc3339(self.published)
+        return html_datetime(self.published)
 
     @property
     def updated(self) -> str:
-        return _rfc3339(max(self.published, self.issue.updated_at))
+        return html_datetime(max(self.published, self.issue.updated_at))
 
 
 def _common(settings: Settings, newsletter: Newsletter) -> dict[str, Any]:
@@ -128,7 +128,7 @@ async def issue_page(
         published=entry.published,
         date=entry.date,
     )
-    return HTMLResponse(html)
+    return HTMLResponse(html, headers=ISSUE_PAGE_HEADERS)
 
 
 @router.get("/newsletters/{slug}/feed.xml")
@@ -142,7 +142,7 @@ async def feed(slug: Slug, session: SessionDep, settings: SettingsDep) -> Respon
         )
         entries.append(_FeedEntry(_entry(settings, newsletter, issue), content))
     common = _common(settings, newsletter)
-    updated = max([e.updated for e in entries] or [_rfc3339(newsletter.updated_at)])
+    updated = max([e.updated for e in entries] or [html_datetime(newsletter.updated_at)])
     xml = _env.get_template("issues/feed.xml").render(
         **common, feed_id=common["feed_url"], updated=updated, entries=entries
     )
