@@ -5,20 +5,25 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from http import HTTPStatus
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import __version__
 from app.kit.db import create_engine, create_sessionmaker
 from app.kit.errors import BroadsheetError
 from app.kit.limits import BodySizeLimit
 from app.kit.tokens import Signer
+from app.kit.web import HeadAsGet, SecurityHeaders
+from app.pages.errors import error_response, wants_html
 from app.settings import Settings
 
 logger = logging.getLogger("broadsheet")
@@ -42,6 +47,9 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None) -> Fast
         version=__version__,
         description="Self-hosted email newsletter delivery.",
         lifespan=lifespan,
+        # /docs is served by app.pages.docs from Broadsheet's own files, not from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -57,6 +65,9 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None) -> Fast
         large_limit=settings.max_import_bytes,
         large_suffixes=("/subscribers/import",),
     )
+    app.add_middleware(SecurityHeaders)
+    # Tracking links count a GET as an open or a click; a HEAD (link checkers) must not.
+    app.add_middleware(HeadAsGet, skip=("/t/",))
     return app
 
 
@@ -67,6 +78,7 @@ def _include_routers(app: FastAPI) -> None:
     from app.issues import pages as issue_pages
     from app.keys import endpoints as keys
     from app.newsletters import endpoints as newsletters
+    from app.pages import docs, home
     from app.scheduling import endpoints as scheduling
     from app.subscribers import endpoints as subscribers
     from app.subscribers import pages as subscriber_pages
@@ -74,6 +86,8 @@ def _include_routers(app: FastAPI) -> None:
     from app.tracking import webhooks
 
     for module in (
+        home,
+        docs,
         health,
         keys,
         newsletters,
@@ -87,20 +101,29 @@ def _include_routers(app: FastAPI) -> None:
         webhooks,
     ):
         app.include_router(module.router)
+    docs.mount_assets(app)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
+    # Every handler answers through error_response: a page for a browser on the site's
+    # pages, {"detail": ...} for the API and every other client.
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if not wants_html(request) or exc.status_code < 400:
+            return await http_exception_handler(request, exc)
+        # Starlette's own 404 and 405 carry only the status phrase, said by the page already.
+        detail = None if exc.detail == HTTPStatus(exc.status_code).phrase else exc.detail
+        return error_response(request, exc.status_code, detail, exc.headers)
+
     @app.exception_handler(BroadsheetError)
-    async def _domain_error(request: Request, exc: BroadsheetError) -> JSONResponse:
-        return JSONResponse(
-            {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
-        )
+    async def _domain_error(request: Request, exc: BroadsheetError) -> Response:
+        return error_response(request, exc.status_code, exc.detail, exc.headers)
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(InterfaceError)
     @app.exception_handler(PoolTimeout)
     @app.exception_handler(ConnectionError)
-    async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    async def _database_unavailable(request: Request, exc: Exception) -> Response:
         # The database is down, restarting, locked past the busy timeout, or out of
         # connections: nothing was stored, and the client may try again. Not a bug, so
         # not a 500; the detail names the condition without echoing driver messages.
@@ -110,21 +133,21 @@ def _install_error_handlers(app: FastAPI) -> None:
             request.url.path,
             type(exc).__name__,
         )
-        return JSONResponse(
-            {"detail": "the database is unavailable, nothing was stored; try again shortly"},
-            status_code=503,
-            headers={"Retry-After": "5"},
+        return error_response(
+            request,
+            503,
+            "the database is unavailable, nothing was stored; try again shortly",
+            {"Retry-After": "5"},
         )
 
     @app.exception_handler(DataError)
-    async def _out_of_range(request: Request, exc: DataError) -> JSONResponse:
-        return JSONResponse(
-            {"detail": "a value is out of range or of the wrong kind for the database"},
-            status_code=422,
+    async def _out_of_range(request: Request, exc: DataError) -> Response:
+        return error_response(
+            request, 422, "a value is out of range or of the wrong kind for the database"
         )
 
     @app.exception_handler(RequestValidationError)
-    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
         # FastAPI's default echoes the input back; bytes and very large inputs are dropped
         # so the error body is always valid JSON and never huge.
         errors = []
@@ -132,4 +155,4 @@ def _install_error_handlers(app: FastAPI) -> None:
             item = {k: error[k] for k in ("loc", "msg", "type") if k in error}
             item["loc"] = [str(part) for part in item.get("loc", ())]
             errors.append(item)
-        return JSONResponse({"detail": errors}, status_code=422)
+        return error_response(request, 422, errors)

@@ -1,0 +1,40 @@
+"""The home page at `/`: what this site is and where to go from here."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+from starlette.routing import Route
+
+from app.kit.deps import SessionDep
+from app.newsletters import repository as newsletters
+from app.pages.templates import templates
+
+router = APIRouter(include_in_schema=False)
+
+HOME_NEWSLETTERS = 100
+DASHBOARD_PATH = "/admin"
+
+
+def _has_route(request: Request, path: str) -> bool:
+    return any(
+        isinstance(route, Route) and route.path == path and "GET" in (route.methods or ())
+        for route in request.app.router.routes
+    )
+
+
+@router.get("/", response_class=HTMLResponse)
+async def home(request: Request, session: SessionDep) -> HTMLResponse:
+    shown = await newsletters.list_page(session, after_id=0, limit=HOME_NEWSLETTERS)
+    return templates.TemplateResponse(
+        request,
+        "home.html",
+        {
+            "newsletter": None,
+            "newsletters": shown[:HOME_NEWSLETTERS],
+            "more": len(shown) > HOME_NEWSLETTERS,
+            # The dashboard is linked once a route serves it, never to a 404.
+            "dashboard_url": DASHBOARD_PATH if _has_route(request, DASHBOARD_PATH) else None,
+            "docs_url": "/docs",
+        },
+    )
