@@ -1,16 +1,16 @@
 """The expensive stage of issue rendering, run once per issue.
 
 Markdown is rendered and sanitised, the Jinja2 templates of `email_templates/` are
-filled in, premailer inlines the CSS (only `@media` rules stay in a `<style>` block)
-and the text part is written from the same sanitised HTML. Whatever differs per
-recipient is left as a placeholder `@@<nonce>.<NAME>@@`: premailer leaves those alone
-(it rewrites `{{ }}` inside an href), and the nonce, random per rendering, means
-nothing an editor types can pose as a placeholder.
+filled in, the CSS is inlined (`app.rendering.inlining`, the one path of every email:
+only `@media` rules stay in a `<style>` block) and the text part is written from the
+same sanitised HTML. Whatever differs per recipient is left as a placeholder
+`@@<nonce>.<NAME>@@`: premailer leaves those alone (it rewrites `{{ }}` inside an
+href), and the nonce, random per rendering, means nothing an editor types can pose as
+a placeholder.
 """
 
 from __future__ import annotations
 
-import logging
 import re
 import secrets
 from collections.abc import Sequence
@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-import premailer
 from jinja2 import Template, TemplateNotFound
 from markupsafe import Markup
 
 from app.kit.clock import utcnow
 from app.models import Issue, Newsletter, Story
 from app.rendering.environment import email_environment
+from app.rendering.inlining import inline_css
 from app.rendering.markdown import is_web_url, render_markdown
 from app.rendering.text import LinkList, html_to_text
 from app.settings import Settings
@@ -39,9 +39,6 @@ _MARKER_RE = re.compile(r"\s*<!--broadsheet-placeholders:([0-9a-f]{8,32})-->\s*\
 _MONTHS = (
     "January February March April May June July August September October November December"
 ).split()
-
-for _name in ("cssutils", "CSSUTILS", "premailer"):
-    logging.getLogger(_name).setLevel(logging.CRITICAL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,22 +137,6 @@ def _template(settings: Settings, newsletter: Newsletter, suffix: str) -> Templa
         return env.select_template(names)
     except TemplateNotFound:  # pragma: no cover - the default ships with the project
         raise
-
-
-def inline_css(html: str) -> str:
-    """premailer: every rule inlined; `@media` rules kept in one `<style>` block."""
-    return str(
-        premailer.transform(
-            html,
-            keep_style_tags=False,
-            remove_classes=False,
-            strip_important=False,
-            disable_validation=True,
-            allow_network=False,
-            allow_insecure_ssl=False,
-            cssutils_logging_level=logging.CRITICAL,
-        )
-    )
 
 
 def render_issue(

@@ -3,19 +3,17 @@
 The row is the mail: if the transaction that creates the subscription commits, the
 confirmation is there for the worker to send (and retry); if it rolls back, neither
 exists. The HTML comes from `email_templates/confirmation.html` with its CSS inlined by
-premailer; the text part from `confirmation.txt`.
+`app.rendering.inlining` (as every email); the text part from `confirmation.txt`.
 """
 
 from __future__ import annotations
 
-import logging
 import secrets
 from datetime import datetime
 from functools import lru_cache
 from html import escape
 from pathlib import Path
 
-import premailer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.kit.links import confirm_url
@@ -23,6 +21,7 @@ from app.kit.tokens import Signer
 from app.models import Newsletter, OutboxMessage, Subscriber, Subscription
 from app.rendering.dkim import dkim_signer
 from app.rendering.environment import email_environment
+from app.rendering.inlining import inline_css
 from app.rendering.transactional import build_message, message_id
 from app.settings import Settings
 
@@ -64,13 +63,7 @@ def _inlined_html(
             confirm_url=_URL,
         )
     )
-    inlined: str = premailer.transform(
-        html,
-        allow_network=False,
-        cssutils_logging_level=logging.CRITICAL,
-        disable_validation=True,
-    )
-    return inlined
+    return inline_css(html)
 
 
 def render_confirmation(
