@@ -162,7 +162,7 @@ def test_html_is_inlined_with_only_media_rules_left_in_a_style_block(message_byt
         assert "max-width: 620px" in block
     assert 'style="' in html
     assert 'width="600"' in html
-    assert 'class="preheader" style="display: none' in html
+    assert 'class="preheader" style="display:none' in html
     assert "Five minutes of reading for your Monday" in html
 
 
