@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -385,6 +385,23 @@ class ScheduleTick(Base):
     outcome: Mapped[str] = mapped_column(String(16))
     issue_id: Mapped[int | None] = mapped_column(ForeignKey("issue.id", ondelete="SET NULL"))
     detail: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Installation(Base):
+    """This installation's id, one row made by the migrations (SPEC section 6).
+
+    Every delivery's Message-ID carries a part derived from it, so two installations
+    with the same BASE_URL never send the same Message-ID. Not the secret key: that
+    rotates, and the development key is the same in every dev install.
+    """
+
+    __tablename__ = "installation"
+    __table_args__ = (CheckConstraint("id = 1", name="one_row"),)
+    ONLY: ClassVar[int] = 1
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    value: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -20,6 +20,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+from app.kit.ids import message_id_tag
 from app.kit.tokens import Signer
 from app.models import Issue, Newsletter, Story, Subscriber
 from app.rendering.issue import render_issue
@@ -35,6 +36,9 @@ BODY = (
     "[related link](https://example.net/related/{i}).\n\n"
     "- the first point\n- the second point\n\n> A quote from someone involved.\n"
 )
+
+# What a worker reads from its database once (app.kit.ids.installation_tag).
+INSTALLATION = message_id_tag("bench installation")
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -118,20 +122,22 @@ def main() -> None:
         (
             "prepare_issue (once per worker)",
             median_us(
-                lambda: prepare_issue(issue, newsletter, settings, signer),
+                lambda: prepare_issue(
+                    issue, newsletter, settings, signer, installation=INSTALLATION
+                ),
                 number=20,
                 rounds=rounds,
             ),
         )
     )
-    prepared = prepare_issue(issue, newsletter, settings, signer)
+    prepared = prepare_issue(issue, newsletter, settings, signer, installation=INSTALLATION)
     size = len(prepared.personalise(reader))
     plain = median_us(lambda: prepared.personalise(reader), number=2000, rounds=rounds)
     rows.append(("personalise one copy, no tracking", plain))
 
     t_newsletter, t_issue, t_stories = _issue(track=True)
     freeze_issue(t_issue, t_newsletter, t_stories, settings)
-    tracked = prepare_issue(t_issue, t_newsletter, settings, signer)
+    tracked = prepare_issue(t_issue, t_newsletter, settings, signer, installation=INSTALLATION)
     rows.append(
         (
             f"personalise one copy, opens + clicks tracked ({len(tracked.links)} links)",
@@ -209,7 +215,7 @@ def main() -> None:
         dkim_settings = _settings(
             dkim_selector="bench", dkim_domain="news.example.com", dkim_private_key_file=key
         )
-        signed = prepare_issue(issue, newsletter, dkim_settings, signer)
+        signed = prepare_issue(issue, newsletter, dkim_settings, signer, installation=INSTALLATION)
         rows.append(
             (
                 "personalise one copy + DKIM (rsa-sha256, 2048-bit key)",

@@ -105,7 +105,8 @@ async def _empty_tables(request: pytest.FixtureRequest) -> AsyncIterator[None]:
     if "engine" not in request.fixturenames:
         return
     engine: AsyncEngine = request.getfixturevalue("engine")
-    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    # The installation row is made once by the migration, like alembic_version: kept.
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables) if t.name != "installation"]
     async with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             await conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))

@@ -42,6 +42,7 @@ from app.delivery.ratecap import RateCap
 from app.delivery.smtp import Backoff, SmtpConnection, SmtpUnavailable
 from app.kit.aio import wait_any
 from app.kit.clock import utcnow
+from app.kit.ids import installation_tag
 from app.kit.tokens import Signer
 from app.models import DeliveryStatus, Issue, IssueStatus, Newsletter
 from app.rendering.prepared import PreparedIssue, Recipient, prepare_issue
@@ -292,6 +293,7 @@ class DeliveryEngine:
         missing = issue_ids - set(self.prepared)
         if not missing:
             return
+        installation = await installation_tag(self.engine)  # read once per process
         async with self.sessionmaker() as session:
             for issue_id in missing:
                 issue = await session.get(Issue, issue_id)
@@ -300,7 +302,7 @@ class DeliveryEngine:
                     continue
                 try:
                     self.prepared[issue_id] = prepare_issue(
-                        issue, newsletter, self.settings, self.signer
+                        issue, newsletter, self.settings, self.signer, installation=installation
                     )
                 except Exception as exc:
                     logger.exception("issue %d cannot be prepared; pausing it", issue_id)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import secrets
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -152,9 +153,9 @@ def preview_message(
     prepared = prepare_rendered(
         rendered, loaded.issue, loaded.newsletter, settings, signer, track=False
     )
-    return prepared.personalise(
-        sample_recipient(), message_id=f"<preview.i{loaded.issue.id}@{settings.base_host}>"
-    )
+    # A random part, as test sends have: no two installations make the same one.
+    mid = f"<preview.i{loaded.issue.id}.{secrets.token_hex(5)}@{settings.base_host}>"
+    return prepared.personalise(sample_recipient(), message_id=mid)
 
 
 def message_parts(message: bytes) -> tuple[str, str]:

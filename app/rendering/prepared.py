@@ -161,8 +161,10 @@ class PreparedIssue:
         track: bool = True,
         subject_prefix: str = "",
         dkim: DkimSigner | None = None,
+        installation: str | None = None,
     ) -> None:
         self.issue_id: int = issue.id
+        self._installation = installation
         self.envelope_from: str = newsletter.from_email
         self.links: list[str] = tracked_links(rendered.html)
         self._signer = signer
@@ -230,8 +232,12 @@ class PreparedIssue:
         b.static(qp_piece(body[position:]))
 
     def message_id(self, delivery_id: int) -> str:
-        """Derived from ids only, so every retry of a delivery carries the same one."""
-        return f"<d{delivery_id}.i{self.issue_id}@{self._host}>"
+        """Derived from ids and the installation's tag (`app.kit.ids.installation_tag`)
+        only, never from time: every retry of a delivery carries the same one, and two
+        installations with the same BASE_URL never make the same one."""
+        if not self._installation:
+            raise ValueError("no installation tag: pass installation= to prepare_issue")
+        return f"<d{delivery_id}.i{self.issue_id}.{self._installation}@{self._host}>"
 
     def _date(self) -> bytes:
         now = utcnow()
@@ -286,8 +292,12 @@ def prepare_rendered(
     *,
     track: bool = True,
     subject_prefix: str = "",
+    installation: str | None = None,
 ) -> PreparedIssue:
-    """A PreparedIssue from a rendering held in memory (preview, test sends)."""
+    """A PreparedIssue from a rendering held in memory (preview, test sends).
+
+    Without `installation` it makes no Message-ID itself: give one to `personalise()`.
+    """
     return PreparedIssue(
         rendered,
         issue,
@@ -297,6 +307,7 @@ def prepare_rendered(
         track=track,
         subject_prefix=subject_prefix,
         dkim=dkim_signer(settings),
+        installation=installation,
     )
 
 
@@ -306,15 +317,27 @@ def prepare_issue(
     settings: Settings,
     signer: Signer,
     *,
+    installation: str,
     track: bool = True,
     subject_prefix: str = "",
 ) -> PreparedIssue:
-    """Built once per worker per issue from the frozen fields (no database, no premailer)."""
+    """Built once per worker per issue from the frozen fields (no database, no premailer).
+
+    `installation` is `app.kit.ids.installation_tag()`, which every delivery's Message-ID
+    carries.
+    """
     if issue.rendered_html is None or issue.rendered_text is None:
         raise ValueError(f"issue {issue.id} has not been frozen (freeze_issue)")
     rendered = _thaw(issue.rendered_html, issue.rendered_text)
     return prepare_rendered(
-        rendered, issue, newsletter, settings, signer, track=track, subject_prefix=subject_prefix
+        rendered,
+        issue,
+        newsletter,
+        settings,
+        signer,
+        track=track,
+        subject_prefix=subject_prefix,
+        installation=installation,
     )
 
 

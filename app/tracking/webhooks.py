@@ -49,7 +49,8 @@ logger = logging.getLogger("broadsheet.webhooks")
 
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
 
-_OUR_MESSAGE_ID = re.compile(r"^<?d(\d+)\.i(\d+)@[^>]*>?$")
+# <d{delivery}.i{issue}.{installation tag}@host>, and the older form without the tag.
+_OUR_MESSAGE_ID = re.compile(r"^<?d(\d+)\.i(\d+)(?:\.[a-z2-7]{10})?@[^>]*>?$")
 _ADDRESS_FIELD = re.compile(r"^\s*(?:[A-Za-z0-9-]+\s*;\s*)?<?([^<>\s;]+@[^<>\s;]+?)>?\s*$")
 
 

@@ -253,7 +253,9 @@ async def test_one_click_unsubscribe_from_a_personalised_copy_really_unsubscribe
     issue, stories = await create_issue(session, newsletter, stories=1)
     subscription = await create_subscription(session, newsletter, "leaver@example.org", "Lee")
     freeze_issue(issue, newsletter, stories, settings)
-    prepared = prepare_issue(issue, newsletter, settings, Signer(settings.secret))
+    prepared = prepare_issue(
+        issue, newsletter, settings, Signer(settings.secret), installation="abcdefghij"
+    )
     message = parse(
         prepared.personalise(Recipient(1, subscription.id, "leaver@example.org", "Lee"))
     )

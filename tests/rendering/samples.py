@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.kit.ids import message_id_tag
 from app.kit.tokens import Signer
 from app.models import Issue, Newsletter, Story
 from app.settings import Settings
 from tests.conftest import make_settings
 
 SECRET = b"rendering-test-secret-0123456789"
+# The installation tag a worker reads from its database (app.kit.ids.installation_tag).
+INSTALLATION = message_id_tag("sample installation")
 POSTAL = "Broadsheet Ltd\n1 Fleet Street\nLondon EC4Y 1AA"
 LONG_BODY = (
     "Researchers published *new findings* on Tuesday, with [the full paper]"

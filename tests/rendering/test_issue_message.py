@@ -57,7 +57,9 @@ def build(
     issue = issue or samples.issue()
     settings = settings or samples.settings()
     freeze_issue(issue, newsletter, samples.stories() if stories is None else stories, settings)
-    return prepare_issue(issue, newsletter, settings, samples.signer()), issue
+    return prepare_issue(
+        issue, newsletter, settings, samples.signer(), installation=samples.INSTALLATION
+    ), issue
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +93,7 @@ def test_every_header_of_spec_section_6_is_there(
     assert str(message["To"]) == "Ada <reader@example.org>"
     assert message["Subject"] == "This week: findings, quotes & more"
     assert message["Date"].datetime is not None
-    assert message["Message-ID"] == "<d501.i7@news.example.com>"
+    assert message["Message-ID"] == f"<d501.i7.{samples.INSTALLATION}@news.example.com>"
     assert message["MIME-Version"] == "1.0"
     assert message["List-Id"] == "The Weekly <weekly.news.example.com>"
     assert message["List-Unsubscribe"] == f"<{unsubscribe}>"
@@ -189,7 +191,9 @@ def test_message_id_is_the_same_for_one_delivery_and_differs_between_deliveries(
 def test_a_new_worker_preparing_the_same_frozen_issue_builds_the_same_message() -> None:
     prepared, issue = build()
     newsletter, settings = samples.newsletter(), samples.settings()
-    again = prepare_issue(issue, newsletter, settings, samples.signer())
+    again = prepare_issue(
+        issue, newsletter, settings, samples.signer(), installation=samples.INSTALLATION
+    )
     strip_date = re.compile(rb"Date: [^\r]*\r\n")
     assert strip_date.sub(b"", prepared.personalise(READER)) == strip_date.sub(
         b"", again.personalise(READER)
@@ -226,7 +230,9 @@ def test_personalised_bytes_read_back_equal_a_message_built_with_email_message(
     newsletter, issue, settings = samples.newsletter(), samples.issue(), samples.settings()
     rendered = render_issue(issue, newsletter, samples.stories(3), settings)
     issue.rendered_html, issue.rendered_text = rendered.frozen_html, rendered.text
-    prepared = prepare_issue(issue, newsletter, settings, samples.signer())
+    prepared = prepare_issue(
+        issue, newsletter, settings, samples.signer(), installation=samples.INSTALLATION
+    )
     recipient = Recipient(9, 3, "reader@example.org", name)
     got = parse(prepared.personalise(recipient))
     expected = _expected(rendered, recipient, name)

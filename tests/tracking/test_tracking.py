@@ -111,7 +111,9 @@ async def test_every_click_link_in_a_personalised_copy_leads_to_its_original(
 ) -> None:
     newsletter = await create_newsletter(session, track_clicks=True, track_opens=True)
     issue, delivery = await sending_issue(session, settings, newsletter)
-    prepared = prepare_issue(issue, newsletter, settings, signer(settings))
+    prepared = prepare_issue(
+        issue, newsletter, settings, signer(settings), installation="abcdefghij"
+    )
     data = prepared.personalise(
         Recipient(delivery.id, delivery.subscription_id, "reader@example.org", "R")
     )

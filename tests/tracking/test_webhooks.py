@@ -11,7 +11,8 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.kit.db import unit_of_work
-from app.models import Delivery, Event, Subscriber, Subscription, Suppression
+from app.kit.ids import message_id_tag
+from app.models import Delivery, Event, Installation, Subscriber, Subscription, Suppression
 from app.settings import Settings
 from tests.delivery.factories import seed
 
@@ -66,7 +67,9 @@ async def sent_delivery(sessionmaker: Maker, client: AsyncClient, headers: dict[
             .scalars()
             .first()
         )
-        message_id = f"<d{delivery_id}.i{issue_id}@testserver>"
+        installation = (await session.execute(select(Installation.value))).scalar_one()
+        tag = message_id_tag(installation)
+        message_id = f"<d{delivery_id}.i{issue_id}.{tag}@testserver>"
         await session.execute(
             update(Delivery)
             .where(Delivery.id == delivery_id)
