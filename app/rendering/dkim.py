@@ -1,10 +1,15 @@
 """DKIM signing (RFC 6376), configured by BROADSHEET_DKIM_SELECTOR, _DOMAIN, _PRIVATE_KEY_FILE.
 
 rsa-sha256 with relaxed/relaxed canonicalisation; the signature covers the headers SPEC
-section 6 names. Signing is per message (the body differs per recipient), so it is
-per-recipient work. dkimpy does the RSA arithmetic in pure Python (about 17 ms a
-message for a 2048-bit key, see bench/render_personalise.py), so the signature is made
-here with `cryptography` (OpenSSL); the tests verify every signature with dkimpy.
+section 6 names, and oversigns From, To, Subject, Reply-To and the List-* headers: each
+is named in `h=` once more than it occurs, and the extra name stands for "no such
+header" (RFC 6376 5.4.2), so a copy added in transit (a second Subject on top, a
+Reply-To or a List-Unsubscribe a message had none of) breaks the signature.
+
+Signing is per message (the body differs per recipient), so it is per-recipient work.
+dkimpy does the RSA arithmetic in pure Python (about 17 ms a message for a 2048-bit
+key, see bench/render_personalise.py), so the signature is made here with
+`cryptography` (OpenSSL); the tests verify every signature with dkimpy.
 """
 
 from __future__ import annotations
@@ -27,9 +32,16 @@ SIGNED_HEADERS = (
     "subject",
     "date",
     "message-id",
+    "reply-to",
+    "mime-version",
+    "content-type",
     "list-id",
     "list-unsubscribe",
     "list-unsubscribe-post",
+)
+# Named once more than they occur (also when absent), so none can be added unnoticed.
+OVERSIGNED = frozenset(
+    ("from", "to", "subject", "reply-to", "list-id", "list-unsubscribe", "list-unsubscribe-post")
 )
 
 _WSP = re.compile(rb"[ \t]+")
@@ -76,6 +88,18 @@ def _headers(head: bytes) -> list[tuple[bytes, bytes]]:
     return fields
 
 
+def _fold_names(names: list[str]) -> str:
+    """The h= list, folded after a colon so that no line of the header grows long."""
+    lines = [names[0]] if names else [""]
+    for name in names[1:]:
+        if len(lines[-1]) + len(name) > 70:
+            lines[-1] += ":"
+            lines.append(name)
+        else:
+            lines[-1] += ":" + name
+    return "\r\n ".join(lines)
+
+
 class DkimSigner:
     def __init__(self, selector: str, domain: str, private_key: bytes) -> None:
         key = serialization.load_pem_private_key(private_key, password=None)
@@ -89,19 +113,25 @@ class DkimSigner:
         """The `DKIM-Signature:` header (CRLF-terminated) to put in front of `message`."""
         head, _, body = message.partition(b"\r\n\r\n")
         body_hash = base64.b64encode(hashlib.sha256(canonical_body(body)).digest()).decode()
-        # The last instance of each signed header, as RFC 6376 5.4.2 picks them.
-        latest: dict[bytes, tuple[bytes, bytes]] = {}
-        for name, value in _headers(head):
-            latest[name.strip().lower()] = (name, value)
-        names = [n for n in SIGNED_HEADERS if n.encode() in latest]
+        instances: dict[bytes, list[tuple[bytes, bytes]]] = {}
+        for field_name, value in _headers(head):
+            instances.setdefault(field_name.strip().lower(), []).append((field_name, value))
+        names: list[str] = []
+        signed_headers: list[bytes] = []
+        for name in SIGNED_HEADERS:
+            present = instances.get(name.encode(), [])
+            names.extend([name] * (len(present) + (name in OVERSIGNED)))
+            # Each mention in h= takes the next instance from the bottom (RFC 6376
+            # 5.4.2); a mention with none left contributes nothing.
+            signed_headers.extend(canonical_header(*field) + b"\r\n" for field in reversed(present))
         tags = (
             f"v=1; a=rsa-sha256; c=relaxed/relaxed; d={self.domain}; s={self.selector};\r\n"
-            f" t={int(utcnow().timestamp())}; h={':'.join(names)};\r\n"
+            f" t={int(utcnow().timestamp())};\r\n h={_fold_names(names)};\r\n"
             f" bh={body_hash};\r\n b="
         )
-        signed = b"".join(
-            canonical_header(*latest[name.encode()]) + b"\r\n" for name in names
-        ) + canonical_header(b"DKIM-Signature", b" " + tags.encode())
+        signed = b"".join(signed_headers) + canonical_header(
+            b"DKIM-Signature", b" " + tags.encode()
+        )
         raw = self._key.sign(signed, padding.PKCS1v15(), hashes.SHA256())
         b64 = base64.b64encode(raw).decode()
         folded = "\r\n ".join(b64[i : i + 72] for i in range(0, len(b64), 72))
