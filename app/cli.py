@@ -13,15 +13,17 @@ import typer
 
 from app.settings import Settings, SettingsError, load_settings
 
+# Plain Click help (rich_markup_mode=None) on every command group: Typer 0.29's rich
+# help formatter prints each option's type, and for flags, which take no value, that
+# is a misleading `<bool>` (`--watch <bool>`); its plain formatter leaves flags bare.
 cli = typer.Typer(
     help="Broadsheet: self-hosted email newsletter delivery.",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,
 )
-db_cli = typer.Typer(help="Database schema.", no_args_is_help=True)
-keys_cli = typer.Typer(help="API keys.", no_args_is_help=True)
+db_cli = typer.Typer(help="Database schema.", no_args_is_help=True, rich_markup_mode=None)
 cli.add_typer(db_cli, name="db")
-cli.add_typer(keys_cli, name="keys")
 
 
 def settings_or_exit(**overrides: object) -> Settings:
@@ -30,6 +32,34 @@ def settings_or_exit(**overrides: object) -> Settings:
         return load_settings(**overrides)
     except SettingsError as exc:
         typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def local_settings_or_exit() -> Settings:
+    """Settings for a command that works on the database (send, watch, keys list/revoke).
+
+    The normal rules, except in a development checkout: with no BROADSHEET_SECRET_KEY
+    anywhere and the database the default SQLite file that `broadsheet dev` created,
+    these commands read the settings `broadsheet dev` runs with, so they work beside it
+    without any setup. BROADSHEET_DEV=1 does the same explicitly.
+    """
+    from app.dev import dev_overrides, is_dev_checkout
+
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        try:
+            dev_settings = load_settings(**dev_overrides())
+        except SettingsError:
+            dev_settings = None
+        if dev_settings is not None and is_dev_checkout(dev_settings):
+            return dev_settings
+        hint = ""
+        if "SECRET_KEY" in str(exc):
+            hint = (
+                " (for a development checkout: run `broadsheet dev` once, or set BROADSHEET_DEV=1)"
+            )
+        typer.echo(f"error: {exc}{hint}", err=True)
         raise typer.Exit(2) from None
 
 
@@ -71,39 +101,6 @@ def db_upgrade() -> None:
     settings = settings_or_exit(dev=True)
     upgrade(settings.database_url)
     typer.echo("database is up to date")
-
-
-@keys_cli.command("create")
-def keys_create(
-    name: Annotated[str, typer.Option(help="What the key is for.")],
-    role: Annotated[str, typer.Option(help="admin or editor")] = "editor",
-) -> None:
-    """Create an API key and print it once."""
-    from app.keys.service import create_key
-    from app.kit.db import create_engine, create_sessionmaker, unit_of_work
-    from app.kit.text import check_single_line
-    from app.models import Role
-
-    if role not in ("admin", "editor"):
-        typer.echo("error: --role must be admin or editor", err=True)
-        raise typer.Exit(2)
-    try:
-        name = check_single_line(name)
-    except ValueError as exc:
-        typer.echo(f"error: --name {exc}", err=True)
-        raise typer.Exit(2) from None
-    settings = settings_or_exit(dev=True)
-
-    async def run() -> str:
-        engine = create_engine(settings.database_url)
-        try:
-            async with unit_of_work(create_sessionmaker(engine)) as session:
-                _, key = await create_key(session, name=name, role=Role(role))
-        finally:
-            await engine.dispose()
-        return key
-
-    typer.echo(asyncio.run(run()))
 
 
 KEEP_ALIVE_SECONDS = 90
@@ -183,11 +180,14 @@ def dev(
 
 
 def _register_feature_commands() -> None:
-    from app.delivery.cli import send
+    from app.delivery.cli import send, watch
+    from app.keys.cli import keys_cli
     from app.subscribers.cli import subscribers_cli
 
+    cli.add_typer(keys_cli, name="keys")
     cli.add_typer(subscribers_cli, name="subscribers")
     cli.command("send")(send)
+    cli.command("watch")(watch)
 
 
 _register_feature_commands()

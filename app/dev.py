@@ -20,6 +20,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import HTMLResponse, Response
 
 from app.kit.errors import NotFound
+from app.settings import DEFAULT_SQLITE_URL, Settings
 
 logger = logging.getLogger("broadsheet.dev")
 MAIL_DIR = Path("var/mail")
@@ -129,6 +130,35 @@ async def _ensure_admin_key(sessionmaker: Any, key_file: Path) -> str:
     return key
 
 
+DEV_DATABASE = Path("var/broadsheet.db")  # the file of DEFAULT_SQLITE_URL
+
+
+def dev_overrides(
+    *, host: str = "127.0.0.1", port: int = 8000, smtp_port: int = 1025
+) -> dict[str, object]:
+    """The settings `broadsheet dev` runs with, on top of the environment and `.env`.
+
+    The other commands read the same ones in a development checkout (see
+    `app.cli.local_settings_or_exit`), so `broadsheet send 1 --watch` beside a running
+    `broadsheet dev` renders its links for the same address.
+    """
+    return {
+        "dev": True,
+        "base_url": os.environ.get("BROADSHEET_BASE_URL", f"http://{host}:{port}"),
+        "smtp_url": os.environ.get("BROADSHEET_SMTP_URL", f"smtp://127.0.0.1:{smtp_port}"),
+        "retry_backoff_seconds": float(os.environ.get("BROADSHEET_RETRY_BACKOFF_SECONDS", "5")),
+    }
+
+
+def is_dev_checkout(settings: Settings) -> bool:
+    """No secret key set, and the database is the SQLite file `broadsheet dev` made."""
+    return (
+        not settings.secret_key
+        and settings.database_url == DEFAULT_SQLITE_URL
+        and DEV_DATABASE.is_file()
+    )
+
+
 def run_dev(*, host: str, port: int, smtp_port: int) -> None:
     import uvicorn
     from aiosmtpd.controller import Controller
@@ -139,13 +169,8 @@ def run_dev(*, host: str, port: int, smtp_port: int) -> None:
     from app.kit.migrate import upgrade
     from app.main import create_app
 
-    base_url = os.environ.get("BROADSHEET_BASE_URL", f"http://{host}:{port}")
-    settings = settings_or_exit(
-        dev=True,
-        base_url=base_url,
-        smtp_url=os.environ.get("BROADSHEET_SMTP_URL", f"smtp://127.0.0.1:{smtp_port}"),
-        retry_backoff_seconds=float(os.environ.get("BROADSHEET_RETRY_BACKOFF_SECONDS", "5")),
-    )
+    settings = settings_or_exit(**dev_overrides(host=host, port=port, smtp_port=smtp_port))
+    base_url = settings.base_url
     configure_logging(settings)
     # aiosmtpd logs every connection at INFO; the catcher's web page says what arrived.
     logging.getLogger("mail.log").setLevel(logging.WARNING)

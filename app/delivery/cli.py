@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -20,6 +20,8 @@ from rich.progress import (
 from rich.text import Text
 
 FINAL = ("sent", "cancelled")
+# What `watch` follows: a send in progress, or one that ended (it prints the outcome).
+WATCHABLE = ("sending", "paused", *FINAL)
 
 
 class _RateEta(ProgressColumn):
@@ -32,15 +34,60 @@ class _RateEta(ProgressColumn):
         return Text(f"{rate:,.0f} msg/s  ETA {eta}")
 
 
-def send(issue_id: int, watch: bool = typer.Option(False, "--watch")) -> None:
-    """Trigger a send and show live progress."""
-    from app.cli import configure_logging, settings_or_exit
+IssueIdArg = Annotated[int, typer.Argument(metavar="ISSUE_ID", help="The issue's id.")]
 
-    settings = settings_or_exit()
+
+def send(
+    issue_id: IssueIdArg,
+    watch: Annotated[
+        bool,
+        typer.Option("--watch", help="Show live progress (sent, failed, rate, ETA) until done."),
+    ] = False,
+) -> None:
+    """Trigger a send and show live progress."""
+    from app.cli import configure_logging, local_settings_or_exit
+
+    settings = local_settings_or_exit()
     configure_logging(settings)
     console = Console()
     code = asyncio.run(_run(settings, issue_id, watch, console))
     raise typer.Exit(code)
+
+
+def watch(issue_id: IssueIdArg) -> None:
+    """Follow a send that is already running (sent, failed, rate, ETA) until it ends."""
+    from app.cli import configure_logging, local_settings_or_exit
+
+    settings = local_settings_or_exit()
+    configure_logging(settings)
+    console = Console()
+    code = asyncio.run(_follow(settings, issue_id, console))
+    raise typer.Exit(code)
+
+
+async def _follow(settings: Any, issue_id: int, console: Console) -> int:
+    from app.delivery import service
+    from app.kit.db import create_engine, create_sessionmaker
+    from app.kit.errors import NotFound
+
+    engine = create_engine(settings.database_url, pool_size=2)
+    sessionmaker = create_sessionmaker(engine)
+    try:
+        try:
+            async with sessionmaker() as session:
+                issue = await service.get_issue(session, issue_id)
+        except NotFound:
+            console.print(f"[red]error:[/red] no issue {issue_id}")
+            return 1
+        if issue.status not in WATCHABLE:
+            console.print(
+                f"[red]error:[/red] issue {issue_id} is {issue.status}, not being sent; "
+                f"start it with: broadsheet send {issue_id} --watch"
+            )
+            return 1
+        return await _watch(sessionmaker, issue_id, console)
+    finally:
+        await engine.dispose()
 
 
 async def _run(settings: Any, issue_id: int, watch: bool, console: Console) -> int:

@@ -4,7 +4,6 @@ from fastapi import APIRouter, status
 
 from app.keys import repository, service
 from app.keys.schemas import KeyCreate, KeyCreated, KeyRead
-from app.kit.clock import utcnow
 from app.kit.deps import AdminKey, SessionDep
 from app.kit.errors import NotFound
 from app.kit.ids import IdPath
@@ -30,5 +29,4 @@ async def revoke_key(key_id: IdPath, session: SessionDep, _: AdminKey) -> None:
     row = await repository.get(session, key_id)
     if row is None:
         raise NotFound("no such key")
-    if row.revoked_at is None:
-        await repository.revoke(session, row, utcnow())
+    await service.revoke_key(session, row)

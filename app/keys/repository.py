@@ -30,6 +30,17 @@ async def list_page(session: AsyncSession, *, after_id: int, limit: int) -> list
     return list(result.scalars())
 
 
+async def find_by_prefix(session: AsyncSession, prefix: str) -> list[ApiKey]:
+    """The keys whose shown prefix starts with `prefix` (at most a few: prefixes are random)."""
+    result = await session.execute(
+        select(ApiKey)
+        .where(ApiKey.prefix.startswith(prefix, autoescape=True))
+        .order_by(ApiKey.id)
+        .limit(10)
+    )
+    return list(result.scalars())
+
+
 async def revoke(session: AsyncSession, key: ApiKey, when: datetime) -> None:
     key.revoked_at = when
     await session.flush()

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.keys import repository
 from app.kit.clock import utcnow
+from app.kit.errors import Invalid, NotFound
 from app.models import ApiKey, Role
 
 KEY_PREFIX = "bs_"
@@ -63,3 +64,45 @@ async def authenticate(
     if row.last_used_at is None or (now - row.last_used_at).total_seconds() > 60:
         await repository.touch(session, row.id, now)
     return Principal(key_id=row.id, name=row.name, role=Role(row.role))
+
+
+async def list_keys(session: AsyncSession) -> list[ApiKey]:
+    """Every key, oldest first (revoked ones too): an installation has a handful."""
+    keys: list[ApiKey] = []
+    after = 0
+    while True:
+        page = await repository.list_page(session, after_id=after, limit=500)
+        keys.extend(page[:500])
+        if len(page) <= 500:
+            return keys
+        after = page[499].id
+
+
+async def find_key(session: AsyncSession, ref: str) -> ApiKey:
+    """A key by its id or by the start of its shown prefix (`bs_AbC1234`).
+
+    NotFound when nothing matches; Invalid when a prefix matches more than one key.
+    """
+    ref = ref.strip()
+    if ref.isdigit():
+        row = await repository.get(session, int(ref))
+        if row is None:
+            raise NotFound(f"no key with id {ref}")
+        return row
+    if len(ref) < 4:
+        raise Invalid("key", "give the key's id or at least 4 characters of its prefix")
+    matches = await repository.find_by_prefix(session, ref)
+    if not matches:
+        raise NotFound(f"no key whose prefix starts with {ref}")
+    if len(matches) > 1:
+        ids = ", ".join(str(row.id) for row in matches)
+        raise Invalid("key", f"{ref} is the start of several keys ({ids}); give the id")
+    return matches[0]
+
+
+async def revoke_key(session: AsyncSession, key: ApiKey) -> bool:
+    """Revoke a key at once (idempotent); True when this call revoked it."""
+    if key.revoked_at is not None:
+        return False
+    await repository.revoke(session, key, utcnow())
+    return True

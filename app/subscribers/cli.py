@@ -20,7 +20,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-subscribers_cli = typer.Typer(help="Subscribers.", no_args_is_help=True)
+subscribers_cli = typer.Typer(help="Subscribers.", no_args_is_help=True, rich_markup_mode=None)
 
 CHUNK = 256 * 1024
 

@@ -57,3 +57,40 @@ async def test_send_of_an_unknown_issue_fails_with_a_clear_message(
     code, out = await run_cli(worker_env(database_url, faulty.url), "send", "424242")
     assert code == 1
     assert "no issue 424242" in out
+
+
+async def test_watch_follows_a_send_that_is_already_running_to_the_end(
+    database_url: str,
+    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    faulty: FaultyServer,
+    faulty_settings: Callable[..., Settings],
+) -> None:
+    _, issue_id, _ = await seed(sessionmaker, 20)
+    env = worker_env(database_url, faulty.url)
+    started, out = await run_cli(env, "send", str(issue_id))  # no --watch: returns at once
+    assert started == 0, out
+    async with running_worker(faulty_settings(), engine):
+        code, out = await run_cli(env, "watch", str(issue_id))
+    assert code == 0, out
+    assert "msg/s" in out  # the live progress line
+    assert f"Issue {issue_id} sent: 20 sent, 0 failed, 0 bounced, 0 skipped." in out
+    assert len(faulty.sink.messages) == 20
+
+
+async def test_watch_of_an_unknown_issue_fails_with_a_clear_message(
+    database_url: str, faulty: FaultyServer
+) -> None:
+    code, out = await run_cli(worker_env(database_url, faulty.url), "watch", "424242")
+    assert code == 1
+    assert "no issue 424242" in out
+
+
+async def test_watch_of_an_issue_that_is_not_being_sent_says_how_to_start_it(
+    database_url: str, sessionmaker: async_sessionmaker[AsyncSession], faulty: FaultyServer
+) -> None:
+    _, issue_id, _ = await seed(sessionmaker, 1)
+    code, out = await run_cli(worker_env(database_url, faulty.url), "watch", str(issue_id))
+    assert code == 1
+    assert f"issue {issue_id} is draft, not being sent" in out
+    assert f"broadsheet send {issue_id} --watch" in out
