@@ -86,11 +86,20 @@ def _drop_relative(match: re.Match[str]) -> str:
     return match.group(1) + match.group(3)
 
 
+def _keep_attribute(element: str, attribute: str, value: str) -> str | None:
+    """An image's `width` or `height` is a number of pixels, or it goes: `100%` or `auto`
+    is invalid HTML, and CSS already scales the image to its column."""
+    if attribute in ("width", "height") and not value.strip().isdigit():
+        return None
+    return value
+
+
 def sanitise_html(html: str) -> str:
     cleaned = nh3.clean(
         html,
         tags=set(ALLOWED_TAGS),
         attributes={tag: set(attrs) for tag, attrs in ALLOWED_ATTRIBUTES.items()},
+        attribute_filter=_keep_attribute,
         url_schemes=set(URL_SCHEMES),
         link_rel="noopener",
         strip_comments=True,

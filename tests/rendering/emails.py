@@ -1,6 +1,7 @@
 """Realistic emails taken from the paths that send them (preview, subscribe), for checks.
 
-The issue has ten stories with images, links, code, a table, and in the first story an
+The issue has ten stories with images (one in the editor's own HTML, sized the way
+web pages do), links, code, a table, and in the first story an
 unbroken 120-character token and a 120-character URL, bare and as a link: the content
 that once pushed the layout past a phone's width.
 """
@@ -27,6 +28,7 @@ STORY_BODY = (
     "Researchers published *new findings* on Tuesday, with [the full paper]"
     "(https://example.org/paper?id=42&lang=en) and a summary that runs on for a while.\n\n"
     "![A chart of the findings](https://img.example.org/chart.png)\n\n"
+    '<img src="https://img.example.org/wide.png" alt="A wide photo" width="100%" height="auto">\n\n'
     "- the first point, with `inline_code()`\n- the second point\n\n"
     "> A quote from someone involved, which is worth reading twice.\n\n"
     "```\nbroadsheet send 12 --watch\n```\n\n"

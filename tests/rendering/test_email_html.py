@@ -9,6 +9,7 @@ from httpx import AsyncClient
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.rendering.inlining import inline_css
+from app.rendering.markdown import render_markdown
 from tests.issues.factories import create_newsletter
 from tests.rendering.emails import confirmation_email_html, issue_email_html
 from tests.validators import vnu_check
@@ -134,3 +135,13 @@ def test_one_inlining_path_keeps_the_doctype_and_important_media_rules() -> None
     assert 'width="100%"' not in inlined
     assert 'height="auto"' not in inlined
     assert "align=" not in inlined
+
+
+def test_an_editor_image_keeps_a_pixel_width_and_loses_a_percent_or_auto_one() -> None:
+    html = render_markdown(
+        '<img src="https://img.example.org/a.png" alt="a" width="100%" height="auto">\n'
+        '<img src="https://img.example.org/b.png" alt="b" width="300" height="200">'
+    )
+
+    assert '<img src="https://img.example.org/a.png" alt="a">' in html
+    assert 'width="300" height="200"' in html
