@@ -7,7 +7,8 @@
     url: root.getAttribute("data-openapi-url"),
     dom_id: "#swagger-ui",
     layout: "BaseLayout",
-    deepLinking: true,
+    // Deep links put a link inside each operation's toggle button (nested controls).
+    deepLinking: false,
     showExtensions: true,
     showCommonExtensions: true,
     // No badge from the public validator service: nothing loads from another host.
