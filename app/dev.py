@@ -12,6 +12,7 @@ import email.policy
 import html
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -80,9 +81,13 @@ def mail_router(directory: Path) -> APIRouter:
         body += f"<h2>{html.escape(str(msg['Subject'] or ''))}</h2>"
         body += f'<table class="headers">{headers}</table>'
         if html_part is not None:
-            content = html_part.get_content()
+            content = _links_in_new_tabs(html_part.get_content())
+            # No allow-scripts: nothing in a caught email runs. allow-same-origin (safe
+            # without scripts) lets dev-mail.js read the email's height to fit the
+            # frame; allow-popups lets its links open in new tabs.
             body += (
-                '<h3>HTML</h3><iframe sandbox="allow-popups allow-popups-to-escape-sandbox" '
+                '<h3>HTML</h3><iframe class="mail-frame" '
+                'sandbox="allow-same-origin allow-popups allow-popups-to-escape-sandbox" '
                 f'title="HTML part" srcdoc="{html.escape(content, quote=True)}"></iframe>'
             )
         if text_part is not None:
@@ -94,6 +99,23 @@ def mail_router(directory: Path) -> APIRouter:
         return Response(_safe(directory, stem).read_bytes(), media_type="text/plain")
 
     return router
+
+
+_HEAD = re.compile(r"<head(\s[^>]*)?>", re.IGNORECASE)
+
+
+def _links_in_new_tabs(content: str) -> str:
+    """The email's HTML with every link opening in a new tab.
+
+    Inside the frame a link would open in the frame, and the pages it leads to (the
+    confirm and unsubscribe pages) refuse to be framed: `<base target="_blank">` sends
+    each one to a tab of its own, as a mail client does.
+    """
+    base = '<base target="_blank">'
+    match = _HEAD.search(content)
+    if match is None:
+        return base + content
+    return content[: match.end()] + base + content[match.end() :]
 
 
 def _safe(directory: Path, stem: str) -> Path:
@@ -109,7 +131,8 @@ def _page(title: str, body: str) -> str:
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{html.escape(title)} · Broadsheet dev mail</title>
-<link rel="stylesheet" href="/static/broadsheet.css"></head>
+<link rel="stylesheet" href="/static/broadsheet.css">
+<script src="/static/dev-mail.js" defer></script></head>
 <body class="dev-mail"><main class="card wide"><h1>Caught mail</h1>{body}</main></body></html>"""
 
 
