@@ -6,10 +6,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, func, or_, select, update
+from sqlalchemy import Row, delete, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.kit.sql import insert_ignore_returning
+from app.kit.sql import insert_ignore, insert_ignore_returning
 from app.models import (
     Delivery,
     DeliveryStatus,
@@ -20,6 +20,7 @@ from app.models import (
     Subscription,
     SubscriptionStatus,
     Suppression,
+    SuppressionReason,
 )
 
 
@@ -304,3 +305,80 @@ async def delete_subscription(session: AsyncSession, subscription_id: int) -> No
         .where(Subscription.id == subscription_id)
         .execution_options(synchronize_session=False)
     )
+
+
+# -- suppression and bounces -----------------------------------------------------------------
+
+
+def _subscription_ids_of(email: str) -> Any:
+    return (
+        select(Subscription.id)
+        .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
+        .where(Subscriber.email == email)
+    )
+
+
+async def add_suppression(
+    session: AsyncSession, email: str, reason: SuppressionReason, detail: str | None, now: datetime
+) -> bool:
+    """Insert the address into the suppression list; True when it was not there yet."""
+    added = await insert_ignore(
+        session,
+        Suppression.__table__,  # type: ignore[arg-type]
+        {"email": email, "reason": reason.value, "detail": detail, "created_at": now},
+        ["email"],
+    )
+    return added > 0
+
+
+async def end_subscriptions_of(
+    session: AsyncSession, email: str, status: SubscriptionStatus, now: datetime
+) -> None:
+    """Every pending or active subscription of the address takes `status`."""
+    await session.execute(
+        update(Subscription)
+        .where(
+            Subscription.id.in_(_subscription_ids_of(email)),
+            Subscription.status.in_(
+                [SubscriptionStatus.active.value, SubscriptionStatus.pending.value]
+            ),
+        )
+        .values(status=status.value, updated_at=now)
+    )
+
+
+async def skip_queued_deliveries_of(
+    session: AsyncSession, email: str, reply: str, now: datetime
+) -> None:
+    """Queued deliveries to the address become `skipped` (a send in progress included)."""
+    await session.execute(
+        update(Delivery)
+        .where(
+            Delivery.subscription_id.in_(_subscription_ids_of(email)),
+            Delivery.status == DeliveryStatus.queued.value,
+        )
+        .values(status=DeliveryStatus.skipped.value, last_reply=reply, updated_at=now)
+    )
+
+
+async def is_suppressed(session: AsyncSession, email: str) -> bool:
+    result = await session.execute(select(exists().where(Suppression.email == email)))
+    return bool(result.scalar())
+
+
+async def subscription_ids_of(session: AsyncSession, email: str) -> list[int]:
+    result = await session.execute(_subscription_ids_of(email))
+    return [int(row[0]) for row in result.all()]
+
+
+async def add_soft_bounce(session: AsyncSession, subscription_id: int) -> int:
+    """Count one more soft bounce in a row; the new count."""
+    await session.execute(
+        update(Subscription)
+        .where(Subscription.id == subscription_id)
+        .values(soft_bounces=Subscription.soft_bounces + 1)
+    )
+    result = await session.execute(
+        select(Subscription.soft_bounces).where(Subscription.id == subscription_id)
+    )
+    return int(result.scalar_one_or_none() or 0)

@@ -6,20 +6,11 @@ every delivery of it still waiting in a queue, so it takes effect mid-send.
 
 from __future__ import annotations
 
-from sqlalchemy import exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.kit.clock import utcnow
-from app.kit.sql import insert_ignore
-from app.models import (
-    Delivery,
-    DeliveryStatus,
-    Subscriber,
-    Subscription,
-    SubscriptionStatus,
-    Suppression,
-    SuppressionReason,
-)
+from app.models import SubscriptionStatus, SuppressionReason
+from app.subscribers import repository
 
 _SUBSCRIPTION_STATUS = {
     SuppressionReason.hard_bounce: SubscriptionStatus.bounced,
@@ -34,44 +25,12 @@ async def suppress(
     session: AsyncSession, email: str, reason: SuppressionReason, detail: str | None = None
 ) -> bool:
     """Add `email` (normalised) to the suppression list; True when it was not there yet."""
-    added = await insert_ignore(
-        session,
-        Suppression.__table__,  # type: ignore[arg-type]
-        {"email": email, "reason": reason.value, "detail": detail, "created_at": utcnow()},
-        ["email"],
-    )
-    subscription_ids = (
-        select(Subscription.id)
-        .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
-        .where(Subscriber.email == email)
-    )
-    new_status = _SUBSCRIPTION_STATUS[reason]
     now = utcnow()
-    await session.execute(
-        update(Subscription)
-        .where(
-            Subscription.id.in_(subscription_ids),
-            Subscription.status.in_(
-                [SubscriptionStatus.active.value, SubscriptionStatus.pending.value]
-            ),
-        )
-        .values(status=new_status.value, updated_at=now)
-    )
-    await session.execute(
-        update(Delivery)
-        .where(
-            Delivery.subscription_id.in_(subscription_ids),
-            Delivery.status == DeliveryStatus.queued.value,
-        )
-        .values(
-            status=DeliveryStatus.skipped.value,
-            last_reply=f"suppressed: {reason.value}",
-            updated_at=now,
-        )
-    )
-    return added > 0
+    added = await repository.add_suppression(session, email, reason, detail, now)
+    await repository.end_subscriptions_of(session, email, _SUBSCRIPTION_STATUS[reason], now)
+    await repository.skip_queued_deliveries_of(session, email, f"suppressed: {reason.value}", now)
+    return added
 
 
 async def is_suppressed(session: AsyncSession, email: str) -> bool:
-    result = await session.execute(select(exists().where(Suppression.email == email)))
-    return bool(result.scalar())
+    return await repository.is_suppressed(session, email)

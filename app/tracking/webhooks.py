@@ -38,12 +38,12 @@ from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import select
 
 from app.delivery import repository
-from app.delivery.bounces import BounceKind, record_bounce
 from app.kit.addresses import AddressError, normalise_email
 from app.kit.clock import utcnow
 from app.kit.deps import SessionDep, SettingsDep
 from app.kit.errors import BadRequest, Invalid, Unauthorized
 from app.models import Delivery, Subscriber, Subscription
+from app.subscribers.bounces import BounceKind, record_bounce
 
 logger = logging.getLogger("broadsheet.webhooks")
 
