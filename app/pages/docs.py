@@ -3,7 +3,8 @@
 FastAPI's own page loads Swagger UI from a CDN and starts it with an inline script, so
 it is blank offline and needs `unsafe-inline` under a CSP. Here Swagger UI's files come
 from the `fastapi-offline` package (Swagger UI's own dist files) and the start-up script
-is a static file that reads the schema's address from the page.
+is a static file that reads the schema's address from the page. Swagger UI is
+Apache-2.0 (SmartBear); fastapi-offline, which packages it, is MIT.
 """
 
 from __future__ import annotations

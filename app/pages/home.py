@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
-from starlette.routing import Route
 
 from app.kit.deps import SessionDep
 from app.newsletters import repository as newsletters
@@ -16,11 +15,13 @@ HOME_NEWSLETTERS = 100
 DASHBOARD_PATH = "/admin"
 
 
-def _has_route(request: Request, path: str) -> bool:
-    return any(
-        isinstance(route, Route) and route.path == path and "GET" in (route.methods or ())
-        for route in request.app.router.routes
-    )
+def _has_section(request: Request, path: str) -> bool:
+    """Whether any route or mount serves `path` or a page under it."""
+    for route in request.app.router.routes:
+        route_path = getattr(route, "path", "")
+        if route_path == path or route_path.startswith(path + "/"):
+            return True
+    return False
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -34,7 +35,7 @@ async def home(request: Request, session: SessionDep) -> HTMLResponse:
             "newsletters": shown[:HOME_NEWSLETTERS],
             "more": len(shown) > HOME_NEWSLETTERS,
             # The dashboard is linked once a route serves it, never to a 404.
-            "dashboard_url": DASHBOARD_PATH if _has_route(request, DASHBOARD_PATH) else None,
+            "dashboard_url": DASHBOARD_PATH if _has_section(request, DASHBOARD_PATH) else None,
             "docs_url": "/docs",
         },
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -72,7 +73,7 @@ async def build_site(session: AsyncSession, signer: Signer) -> Site:
         from_name="Field Notes",
         description="Short dispatches from the workshop.",
     )
-    stories = [
+    stories: list[dict[str, Any]] = [
         {"title": "A story with a picture", "image_alt": "A harbour at dawn"},
         {
             "title": "A story with a very long word",
