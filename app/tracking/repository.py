@@ -5,7 +5,7 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import Delivery, Event, Issue, Newsletter
+from app.models import Delivery, Event, Issue, Newsletter, Subscriber, Subscription
 
 
 async def delivery_for_open(session: AsyncSession, delivery_id: int) -> Any | None:
@@ -55,3 +55,25 @@ async def add_event(
             url=url,
         )
     )
+
+
+async def delivery_by_message_id(
+    session: AsyncSession, message_id: str, *, delivery_id: int | None
+) -> Any | None:
+    """(delivery id, issue id, subscription id, address) of the delivery sent with this
+    Message-ID, or None.
+
+    `delivery_id`, read from a Message-ID of Broadsheet's own form, finds the row by its
+    key; it still must carry exactly that Message-ID, so another installation's report
+    (same form, other installation tag) never lands on one of ours. Without it the
+    stored message_id column is searched.
+    """
+    query = (
+        select(Delivery.id, Delivery.issue_id, Delivery.subscription_id, Subscriber.email)
+        .join(Subscription, Subscription.id == Delivery.subscription_id)
+        .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
+        .where(Delivery.message_id == message_id)
+    )
+    if delivery_id is not None:
+        query = query.where(Delivery.id == delivery_id)
+    return (await session.execute(query.limit(1))).first()

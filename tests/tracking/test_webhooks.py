@@ -148,6 +148,30 @@ async def test_a_complaint_with_a_message_id_maps_to_its_delivery(
     assert await subscription_status(sessionmaker, address) == "complained"
 
 
+async def test_another_installations_message_id_never_lands_on_our_delivery(
+    client: AsyncClient,
+    settings: Settings,
+    sessionmaker: Maker,
+    editor_headers: dict[str, str],
+) -> None:
+    """Same delivery and issue numbers, another installation's tag: a report of a message
+    someone else sent names none of ours, so it is recorded for its address alone."""
+    issue_id, delivery_id, message_id, address = await sent_delivery(
+        sessionmaker, client, editor_headers
+    )
+    foreign = message_id.replace(message_id.split(".")[2].split("@")[0], "a" * 10)
+    assert foreign != message_id
+    response = await client.post(
+        URL,
+        json={"email": "someone.else@example.net", "kind": "hard", "message_id": foreign},
+        headers=auth(settings),
+    )
+    assert response.json() == {"recorded": 1, "suppressed": 1}
+    assert await events(sessionmaker) == [("bounce", None, None)]
+    assert await suppressions(sessionmaker) == [("someone.else@example.net", "hard_bounce")]
+    assert await subscription_status(sessionmaker, address) == "active"
+
+
 async def test_sns_subscription_confirmation_is_acknowledged_without_fetching(
     client: AsyncClient, settings: Settings
 ) -> None:
