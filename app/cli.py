@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from app.settings import Settings, SettingsError, load_settings
+from app.settings import Settings, SettingsError, load_settings, startup_warnings
 
 # Plain Click help (rich_markup_mode=None) on every command group: Typer 0.29's rich
 # help formatter prints each option's type, and for flags, which take no value, that
@@ -71,6 +71,12 @@ def configure_logging(settings: Settings) -> None:
     )
 
 
+def warn_about_settings(settings: Settings) -> None:
+    """Log, once at start-up, the settings that work but should not be left as they are."""
+    for line in startup_warnings(settings):
+        logging.getLogger("broadsheet").warning(line)
+
+
 def install_event_loop_policy() -> None:
     try:
         import uvloop
@@ -117,6 +123,7 @@ def serve(
 
     settings = settings_or_exit()
     configure_logging(settings)
+    warn_about_settings(settings)
     uvicorn.run(
         "app.asgi:app",
         host=host,
@@ -147,6 +154,7 @@ def worker(
 
     settings = settings_or_exit()
     configure_logging(settings)
+    warn_about_settings(settings)
     if settings.is_sqlite:
         logging.getLogger("broadsheet").info("SQLite: run a single worker process")
 

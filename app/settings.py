@@ -219,6 +219,27 @@ def _parse_domain_rates(value: str) -> dict[str, float]:
     return caps
 
 
+def base_url_warning(base_url: str, *, dev: bool) -> str | None:
+    """Why a BASE_URL that is not https is a problem outside dev, in one line; else None.
+
+    Every email's List-Unsubscribe-Post one-click URL is built from BASE_URL, and RFC 8058
+    requires it to be https: mail clients (Gmail, Yahoo) ignore an http one and show no
+    unsubscribe button. `broadsheet dev` runs on http by design, so it is not warned.
+    """
+    if dev or urlsplit(base_url).scheme == "https":
+        return None
+    return (
+        f"BROADSHEET_BASE_URL is {base_url}, not https: one-click unsubscribe (RFC 8058) "
+        "needs an https URL, so mail clients will not offer it; set an https BASE_URL"
+    )
+
+
+def startup_warnings(settings: Settings) -> list[str]:
+    """Settings that start but will not work well; `serve` and `worker` log each once."""
+    warning = base_url_warning(settings.base_url, dev=settings.dev)
+    return [warning] if warning else []
+
+
 def load_settings(**overrides: object) -> Settings:
     """Build the settings or raise SettingsError with one line naming the bad setting."""
     try:

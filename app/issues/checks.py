@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from app.issues.schemas import CheckReport, Finding
 from app.models import Issue, Newsletter, Story
 from app.rendering.markdown import is_web_url, markdown_images_without_alt, markdown_links
+from app.settings import base_url_warning
 
 # Gmail clips a message whose HTML is larger than about 102 KB ("[Message clipped]"),
 # hiding the rest, the unsubscribe link included.
@@ -66,10 +67,23 @@ def run_checks(
     text: str,
     unsubscribe_url: str,
     message_bytes: int,
+    base_url: str | None = None,
+    dev: bool = False,
 ) -> CheckReport:
     """Check the issue's content and the message a subscriber would get (`html`, `text`,
-    made for a sample reader whose unsubscribe link is `unsubscribe_url`)."""
+    made for a sample reader whose unsubscribe link is `unsubscribe_url`), and the
+    installation's BASE_URL when given."""
     findings: list[Finding] = []
+    https_problem = base_url_warning(base_url, dev=dev) if base_url is not None else None
+    if https_problem:
+        findings.append(
+            Finding(
+                code="base_url_not_https",
+                severity="warning",
+                message=https_problem,
+                where="BROADSHEET_BASE_URL",
+            )
+        )
     for part, body in (("html", html), ("text", text)):
         # A replaced template (TEMPLATES_DIR) could drop these; the law and the
         # reader need them in every copy.

@@ -171,4 +171,6 @@ async def check_issue(
         text=text,
         unsubscribe_url=service.sample_unsubscribe_url(settings, signer),
         message_bytes=len(message),
+        base_url=settings.base_url,
+        dev=settings.dev,
     )

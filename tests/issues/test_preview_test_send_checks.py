@@ -182,7 +182,8 @@ async def test_checks_pass_for_a_complete_issue(
     assert response.status_code == 200
     body = response.json()
     assert body["ok"] is True, body["findings"]
-    assert body["findings"] == []
+    # The only finding is about the test server's http BASE_URL, not the issue.
+    assert [f["code"] for f in body["findings"]] == ["base_url_not_https"]
     assert 5_000 < body["size_bytes"] < 102 * 1024
     assert body["size_limit_bytes"] == 102 * 1024
     assert body["message_bytes"] > body["size_bytes"] / 2
@@ -304,3 +305,42 @@ async def test_checks_catch_a_replaced_template_without_unsubscribe_link_or_addr
     assert ("unsubscribe_link_missing", "template.text") in found
     assert ("postal_address_not_shown", "template.html") in found
     assert body["ok"] is False
+
+
+@pytest.mark.parametrize(
+    ("base_url", "dev", "warned"),
+    [
+        ("http://news.example.com", False, True),
+        ("https://news.example.com", False, False),
+        ("http://127.0.0.1:8000", True, False),  # broadsheet dev runs on http by design
+    ],
+)
+async def test_checks_warn_when_the_base_url_is_not_https_outside_dev(
+    session: AsyncSession,
+    engine: AsyncEngine,
+    database_url: str,
+    smtp_server: tuple[MailSink, int],
+    editor_headers: dict[str, str],
+    base_url: str,
+    dev: bool,
+    warned: bool,
+) -> None:
+    settings = make_settings(database_url, smtp_server[1], base_url=base_url, dev=dev)
+    newsletter = await create_newsletter(session)
+    story_overrides = [{"image_alt": "A chart"}, {}, {"image_alt": "A photo"}]
+    issue, _ = await create_issue(session, newsletter, stories=3, story_overrides=story_overrides)
+    transport = ASGITransport(app=create_app(settings, engine=engine))
+    async with AsyncClient(transport=transport, base_url="http://testserver") as client:
+        response = await client.get(f"/api/v1/issues/{issue.id}/check", headers=editor_headers)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["ok"] is True  # a warning, not a blocker
+    found = [f for f in body["findings"] if f["code"] == "base_url_not_https"]
+    if not warned:
+        assert found == []
+        return
+    (finding,) = found
+    assert finding["severity"] == "warning"
+    assert finding["where"] == "BROADSHEET_BASE_URL"
+    assert "BROADSHEET_BASE_URL is http://news.example.com, not https" in finding["message"]
+    assert "RFC 8058" in finding["message"]

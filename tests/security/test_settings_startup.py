@@ -6,10 +6,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
+from app.settings import load_settings, startup_warnings
 from tests.smtp import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,3 +96,98 @@ def test_the_start_up_error_never_repeats_a_secret(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "hunter2-smtp-password" not in result.stderr + result.stdout
     assert "short-admin-key" not in result.stderr + result.stdout
+
+
+def _serve_until_healthy(tmp_path: Path, **env: str) -> str:
+    """Start `serve`, wait until it answers, stop it; everything it wrote to stderr."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("BROADSHEET_")}
+    clean["BROADSHEET_DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path}/db.sqlite"
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env={**clean, **GOOD, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert process.poll() is None, "serve exited"
+            assert time.monotonic() < deadline, "serve did not start"
+            time.sleep(0.1)
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=30)
+    return stderr
+
+
+def _base_url_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if "BROADSHEET_BASE_URL" in line]
+
+
+def test_serve_warns_in_one_line_when_the_base_url_is_not_https(tmp_path: Path) -> None:
+    stderr = _serve_until_healthy(tmp_path, BROADSHEET_BASE_URL="http://news.example.com")
+    (line,) = _base_url_lines(stderr)
+    assert "WARNING" in line
+    assert "BROADSHEET_BASE_URL is http://news.example.com, not https" in line
+    assert "one-click unsubscribe (RFC 8058) needs an https URL" in line
+
+
+def test_serve_does_not_warn_about_an_https_base_url(tmp_path: Path) -> None:
+    stderr = _serve_until_healthy(tmp_path, BROADSHEET_BASE_URL="https://news.example.com")
+    assert _base_url_lines(stderr) == []
+
+
+def test_worker_warns_in_one_line_when_the_base_url_is_not_https(tmp_path: Path) -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("BROADSHEET_")}
+    clean["BROADSHEET_DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path}/db.sqlite"
+    env = {**clean, **GOOD, "BROADSHEET_BASE_URL": "http://news.example.com"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "worker", "--no-scheduler"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    seen: list[str] = []
+    try:
+        assert process.stderr is not None
+        # The worker logs its SQLite advice right after the start-up warnings.
+        for line in process.stderr:
+            seen.append(line)
+            if "SQLite: run a single worker process" in line:
+                break
+    finally:
+        process.terminate()
+        process.communicate(timeout=30)
+    (line,) = _base_url_lines("".join(seen))
+    assert "WARNING" in line
+    assert "RFC 8058" in line
+
+
+@pytest.mark.parametrize(
+    ("base_url", "dev", "warned"),
+    [
+        ("http://news.example.com", False, True),
+        ("http://127.0.0.1:8000", False, True),
+        ("https://news.example.com", False, False),
+        ("http://127.0.0.1:8000", True, False),  # broadsheet dev: http by design
+    ],
+)
+def test_only_an_http_base_url_outside_dev_is_warned_about(
+    base_url: str, dev: bool, warned: bool
+) -> None:
+    settings = load_settings(
+        base_url=base_url, dev=dev, secret_key="startup-test-secret-0123456789", _env_file=None
+    )
+    warnings = startup_warnings(settings)
+    assert len(warnings) == (1 if warned else 0)
+    assert all("BROADSHEET_BASE_URL" in line for line in warnings)
