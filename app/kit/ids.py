@@ -9,16 +9,22 @@ from typing import Annotated
 from weakref import WeakKeyDictionary
 
 from fastapi import Path
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, column, select, table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.kit.clock import utcnow
-from app.models import Installation
+from app.kit.db import UTCDateTime
 
 MAX_ID = 2**63 - 1
 
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
+
+# The `installation` table (app.models.Installation) as plain Core: kit stays below models.
+_INSTALLATION = table(
+    "installation", column("id"), column("value"), column("created_at", UTCDateTime())
+)
+_ONLY = 1  # the table holds one row, id 1 (a CHECK constraint says so)
 
 # Message-ID tags already read, per engine (so per database and process).
 _TAGS: WeakKeyDictionary[Engine, str] = WeakKeyDictionary()
@@ -45,14 +51,13 @@ async def installation_id(engine: AsyncEngine) -> str:
     The migration makes it; should the row be gone, the first process to look inserts
     one and every other one reads that same row (ON CONFLICT on the single fixed key).
     """
-    table = Installation.__table__
-    read = select(Installation.value).where(Installation.id == Installation.ONLY)
+    read = select(_INSTALLATION.c.value).where(_INSTALLATION.c.id == _ONLY)
     async with engine.begin() as conn:
         value = (await conn.execute(read)).scalar_one_or_none()
         if value is None:
             dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-            insert = dialect.insert(table).values(
-                id=Installation.ONLY, value=new_installation_id(), created_at=utcnow()
+            insert = dialect.insert(_INSTALLATION).values(
+                id=_ONLY, value=new_installation_id(), created_at=utcnow()
             )
             await conn.execute(insert.on_conflict_do_nothing(index_elements=["id"]))
             value = (await conn.execute(read)).scalar_one()
