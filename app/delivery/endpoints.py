@@ -16,6 +16,7 @@ from app.delivery.schemas import (
     Requeued,
     SendStarted,
 )
+from app.issues import service as issues_service
 from app.kit.deps import EditorKey, SessionDep, SettingsDep
 from app.kit.errors import Conflict, Invalid
 from app.kit.pagination import Page, PageParamsDep, make_page
@@ -92,7 +93,7 @@ async def resend_failed(issue_id: IssueId, session: SessionDep, _key: EditorKey)
     """A new run of attempts for every delivery of the issue that ended `failed`."""
     issue = await service.get_issue(session, issue_id)
     requeued = await service.resend_failed(session, issue)
-    status = await service._current_status(session, issue.id)
+    status = await issues_service.current_status(session, issue.id)
     return Requeued(requeued=requeued, status=status)
 
 

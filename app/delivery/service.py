@@ -7,15 +7,17 @@ row lock makes the second wait and then find the new state, and it gets a 409.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 from anyio import to_thread
-from sqlalchemy import select, text, update
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.delivery import repository
 from app.delivery.engine import notify_statement
+from app.issues import lifecycle
+from app.issues import service as issues_service
+from app.issues.lifecycle import Action
 from app.kit.clock import utcnow
 from app.kit.errors import Conflict, NotFound
 from app.kit.sql import dialect_name
@@ -23,53 +25,12 @@ from app.models import DeliveryStatus, EventKind, IdempotencyRecord, Issue, Issu
 from app.models import Story as StoryModel
 from app.settings import Settings
 
-SENDABLE = (IssueStatus.draft, IssueStatus.ready, IssueStatus.scheduled)
-CANCELLABLE = (
-    IssueStatus.draft,
-    IssueStatus.ready,
-    IssueStatus.scheduled,
-    IssueStatus.sending,
-    IssueStatus.paused,
-)
-
 
 async def get_issue(session: AsyncSession, issue_id: int) -> Issue:
     issue = await session.get(Issue, issue_id)
     if issue is None:
         raise NotFound("no such issue")
     return issue
-
-
-async def _current_status(session: AsyncSession, issue_id: int) -> str:
-    result = await session.execute(select(Issue.status).where(Issue.id == issue_id))
-    status = result.scalar_one_or_none()
-    if status is None:
-        raise NotFound("no such issue")
-    return str(status)
-
-
-async def _transition(
-    session: AsyncSession,
-    issue: Issue,
-    allowed: Iterable[IssueStatus],
-    action: str,
-    **values: Any,
-) -> None:
-    """Move the issue on if (and only if) it is in one of the `allowed` states."""
-    allowed_values = [state.value for state in allowed]
-    result = await session.execute(
-        update(Issue)
-        .where(Issue.id == issue.id, Issue.status.in_(allowed_values))
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
-    if not getattr(result, "rowcount", 0):
-        status = await _current_status(session, issue.id)
-        raise Conflict(
-            f"cannot {action} an issue that is {status} (allowed from: {', '.join(allowed_values)})"
-        )
-    for key, value in values.items():
-        setattr(issue, key, value)
 
 
 # Sends at least this large refresh the delivery table's statistics (PostgreSQL).
@@ -89,12 +50,10 @@ async def start_send(session: AsyncSession, issue: Issue, *, settings: Settings)
     from app.rendering.prepared import freeze_issue
 
     now = utcnow()
-    await _transition(
+    await lifecycle.move_or_conflict(
         session,
         issue,
-        SENDABLE,
-        "send",
-        status=IssueStatus.sending.value,
+        Action.send,
         started_at=now,
         finished_at=None,
         pause_reason=None,
@@ -125,9 +84,9 @@ async def start_send(session: AsyncSession, issue: Issue, *, settings: Settings)
         # queued row per batch. ANALYZE counts this transaction's own new rows.
         await session.execute(text("ANALYZE delivery"))
     if recipients == 0:
-        issue.status = IssueStatus.sent.value
-        issue.finished_at = now
-        issue.sent_at = now
+        await lifecycle.move_or_conflict(
+            session, issue, Action.finish, finished_at=now, sent_at=now, updated_at=now
+        )
     await session.flush()
     await notify_workers(session)
     return recipients
@@ -136,24 +95,20 @@ async def start_send(session: AsyncSession, issue: Issue, *, settings: Settings)
 async def pause(
     session: AsyncSession, issue: Issue, *, reason: str = "paused by an editor"
 ) -> None:
-    await _transition(
+    await lifecycle.move_or_conflict(
         session,
         issue,
-        [IssueStatus.sending],
-        "pause",
-        status=IssueStatus.paused.value,
+        Action.pause,
         pause_reason=reason,
         updated_at=utcnow(),
     )
 
 
 async def resume(session: AsyncSession, issue: Issue) -> None:
-    await _transition(
+    await lifecycle.move_or_conflict(
         session,
         issue,
-        [IssueStatus.paused],
-        "resume",
-        status=IssueStatus.sending.value,
+        Action.resume,
         pause_reason=None,
         policy_refusals=0,
         updated_at=utcnow(),
@@ -168,12 +123,10 @@ async def cancel(session: AsyncSession, issue: Issue) -> int:
     then swept to `cancelled` as well.
     """
     now = utcnow()
-    await _transition(
+    await lifecycle.move_or_conflict(
         session,
         issue,
-        CANCELLABLE,
-        "cancel",
-        status=IssueStatus.cancelled.value,
+        Action.cancel,
         finished_at=now,
         updated_at=now,
     )
@@ -183,17 +136,15 @@ async def cancel(session: AsyncSession, issue: Issue) -> int:
 async def resend_failed(session: AsyncSession, issue: Issue) -> int:
     """Failed deliveries get a new run of attempts; the issue goes back to sending."""
     now = utcnow()
-    status = await _current_status(session, issue.id)
+    status = await issues_service.current_status(session, issue.id)
     if status not in (IssueStatus.sent.value, IssueStatus.sending.value, IssueStatus.paused.value):
         raise Conflict(f"cannot resend to failed deliveries of an issue that is {status}")
     requeued = await repository.requeue_failed(session, issue.id, now)
     if requeued and status == IssueStatus.sent.value:
-        await _transition(
+        await lifecycle.move_or_conflict(
             session,
             issue,
-            [IssueStatus.sent],
-            "resend",
-            status=IssueStatus.sending.value,
+            Action.resend,
             finished_at=None,
             updated_at=now,
         )

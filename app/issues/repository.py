@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.kit.errors import NotFound
+from app.kit.sql import rowcount
 from app.models import Issue, IssueStatus, Newsletter, Story, Subscriber, Subscription
 
 # Concurrent creates in one newsletter may compute the same next number; the unique
@@ -155,3 +158,32 @@ async def subscription_for(
     )
     row = result.first()
     return (int(row[0]), str(row[1] or "")) if row else None
+
+
+async def move_status(
+    session: AsyncSession,
+    issue_id: int,
+    from_statuses: Sequence[str],
+    values: dict[str, Any],
+    *,
+    scheduled_at: datetime | None = None,
+) -> bool:
+    """The one conditional UPDATE of an issue's state (see app.issues.lifecycle)."""
+    stmt = (
+        update(Issue)
+        .where(Issue.id == issue_id, Issue.status.in_(list(from_statuses)))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if scheduled_at is not None:
+        stmt = stmt.where(Issue.scheduled_at == scheduled_at)
+    return rowcount(await session.execute(stmt)) > 0
+
+
+async def current_status(session: AsyncSession, issue_id: int) -> str:
+    status = (
+        await session.execute(select(Issue.status).where(Issue.id == issue_id))
+    ).scalar_one_or_none()
+    if status is None:
+        raise NotFound("no such issue")
+    return str(status)

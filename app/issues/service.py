@@ -68,6 +68,11 @@ def ensure_editable(issue: Issue) -> None:
         raise Conflict(f"issue {issue.id} is {issue.status}; only a draft or ready issue changes")
 
 
+async def current_status(session: AsyncSession, issue_id: int) -> str:
+    """The issue's state as stored now (404 when it is gone)."""
+    return await repository.current_status(session, issue_id)
+
+
 async def locked_issue(session: AsyncSession, issue_id: int) -> Issue:
     issue = await repository.get(session, issue_id, for_update=True)
     if issue is None:

@@ -38,8 +38,7 @@ async def insert_ignore(
         .values(values)
         .on_conflict_do_nothing(index_elements=conflict)
     )
-    result = await session.execute(stmt)
-    return int(getattr(result, "rowcount", 0) or 0)
+    return rowcount(await session.execute(stmt))
 
 
 async def insert_ignore_returning(
@@ -58,3 +57,8 @@ async def insert_ignore_returning(
     )
     row: T | None = (await session.scalars(stmt)).one_or_none()
     return row
+
+
+def rowcount(result: Any) -> int:
+    """Rows an UPDATE, DELETE or INSERT touched (0 when the driver cannot tell)."""
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -118,28 +118,6 @@ async def claim_issue(
     return bool(getattr(result, "rowcount", 0))
 
 
-async def transition(
-    session: AsyncSession,
-    issue_id: int,
-    from_statuses: tuple[IssueStatus, ...],
-    *,
-    values: dict[str, object],
-    scheduled_at: datetime | None = None,
-) -> bool:
-    """Move the issue to new values only if it is in one of `from_statuses` (and, when
-    given, still scheduled for `scheduled_at`: an editor may have moved it meanwhile)."""
-    stmt = (
-        update(Issue)
-        .where(Issue.id == issue_id, Issue.status.in_([s.value for s in from_statuses]))
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
-    if scheduled_at is not None:
-        stmt = stmt.where(Issue.scheduled_at == scheduled_at)
-    result = await session.execute(stmt)
-    return bool(getattr(result, "rowcount", 0))
-
-
 async def get_issue(session: AsyncSession, issue_id: int) -> Issue | None:
     result = await session.execute(
         select(Issue).where(Issue.id == issue_id).execution_options(populate_existing=True)

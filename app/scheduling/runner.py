@@ -26,6 +26,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.issues import lifecycle
+from app.issues.lifecycle import Action
 from app.kit.clock import utcnow
 from app.kit.cron import CronError, Tick, ticks_between, validate_cron, validate_timezone
 from app.kit.db import create_engine, create_sessionmaker
@@ -148,12 +150,12 @@ async def _run_one_off(
         # Sending days late is worse than not sending: back to draft for the editor.
         # scheduled_at is kept, so the issue shows when it should have gone.
         async with sessionmaker() as session:
-            moved = await repository.transition(
+            moved = await lifecycle.move(
                 session,
                 due.id,
-                (IssueStatus.scheduled,),
-                values={"status": IssueStatus.draft.value, "updated_at": now},
-                scheduled_at=due.scheduled_at,
+                Action.drop_schedule,
+                if_scheduled_at=due.scheduled_at,
+                updated_at=now,
             )
             await session.commit()
         if not moved:
@@ -185,12 +187,12 @@ async def _run_one_off(
     # The send refused to start (its state or content): rather than trying again every
     # few seconds, the issue goes back to draft with the reason in the pass's output.
     async with sessionmaker() as session:
-        moved = await repository.transition(
+        moved = await lifecycle.move(
             session,
             due.id,
-            (IssueStatus.scheduled,),
-            values={"status": IssueStatus.draft.value, "updated_at": now},
-            scheduled_at=due.scheduled_at,
+            Action.drop_schedule,
+            if_scheduled_at=due.scheduled_at,
+            updated_at=now,
         )
         await session.commit()
     if not moved:

@@ -8,7 +8,9 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.issues import lifecycle
 from app.issues import service as issues_service
+from app.issues.lifecycle import Action
 from app.issues.schemas import IssueCreate, StoryIn
 from app.kit.cron import CronError, next_ticks, validate_cron, validate_timezone
 from app.kit.errors import Conflict, Invalid, NotFound
@@ -55,11 +57,8 @@ async def mark_ready(session: AsyncSession, issue: Issue, *, now: datetime) -> I
     if issue.status != IssueStatus.draft.value:
         raise _conflict(issue, "marked ready")
     await _require_content(session, issue)
-    moved = await repository.transition(
-        session,
-        issue.id,
-        (IssueStatus.draft,),
-        values={"status": IssueStatus.ready.value, "ready_at": now, "scheduled_at": None},
+    moved = await lifecycle.move(
+        session, issue.id, Action.mark_ready, ready_at=now, scheduled_at=None
     )
     issue = await _fresh(session, issue.id)
     if not moved and issue.status != IssueStatus.ready.value:
@@ -71,12 +70,7 @@ async def unmark_ready(session: AsyncSession, issue: Issue) -> Issue:
     """ready -> draft."""
     if issue.status == IssueStatus.draft.value:
         return issue
-    moved = await repository.transition(
-        session,
-        issue.id,
-        (IssueStatus.ready,),
-        values={"status": IssueStatus.draft.value, "ready_at": None},
-    )
+    moved = await lifecycle.move(session, issue.id, Action.unmark_ready, ready_at=None)
     issue = await _fresh(session, issue.id)
     if not moved:
         raise _conflict(issue, "moved back to draft")
@@ -95,19 +89,10 @@ async def schedule(session: AsyncSession, issue: Issue, at: datetime, *, now: da
         raise Invalid("at", f"is in the past (now is {now.isoformat()})")
     if at > now + MAX_SCHEDULE_AHEAD:
         raise Invalid("at", "is more than ten years ahead")
-    if issue.status not in (
-        IssueStatus.draft.value,
-        IssueStatus.ready.value,
-        IssueStatus.scheduled.value,
-    ):
+    if IssueStatus(issue.status) not in lifecycle.allowed_from(Action.schedule):
         raise _conflict(issue, "scheduled")
     await _require_content(session, issue)
-    moved = await repository.transition(
-        session,
-        issue.id,
-        (IssueStatus.draft, IssueStatus.ready, IssueStatus.scheduled),
-        values={"status": IssueStatus.scheduled.value, "scheduled_at": at, "ready_at": None},
-    )
+    moved = await lifecycle.move(session, issue.id, Action.schedule, scheduled_at=at, ready_at=None)
     issue = await _fresh(session, issue.id)
     if not moved:
         raise _conflict(issue, "scheduled")
@@ -118,12 +103,7 @@ async def unschedule(session: AsyncSession, issue: Issue) -> Issue:
     """scheduled -> draft. A draft stays a draft (a retried request succeeds)."""
     if issue.status == IssueStatus.draft.value and issue.scheduled_at is None:
         return issue
-    moved = await repository.transition(
-        session,
-        issue.id,
-        (IssueStatus.scheduled, IssueStatus.draft),
-        values={"status": IssueStatus.draft.value, "scheduled_at": None},
-    )
+    moved = await lifecycle.move(session, issue.id, Action.unschedule, scheduled_at=None)
     issue = await _fresh(session, issue.id)
     if not moved:
         raise _conflict(issue, "unscheduled")
