@@ -10,7 +10,7 @@ from http import HTTPStatus
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from fastapi.responses import PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -22,8 +22,8 @@ from app.kit.db import create_engine, create_sessionmaker
 from app.kit.errors import BroadsheetError
 from app.kit.limits import BodySizeLimit
 from app.kit.tokens import Signer
-from app.kit.web import HeadAsGet, SecurityHeaders
-from app.pages.errors import error_response, wants_html
+from app.kit.web import PAGE_HEADERS, HeadAsGet, SecurityHeaders
+from app.pages.errors import error_page, error_response, wants_html
 from app.settings import Settings
 
 logger = logging.getLogger("broadsheet")
@@ -114,6 +114,15 @@ def _install_error_handlers(app: FastAPI) -> None:
         # Starlette's own 404 and 405 carry only the status phrase, said by the page already.
         detail = None if exc.detail == HTTPStatus(exc.status_code).phrase else exc.detail
         return error_response(request, exc.status_code, detail, exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> Response:
+        # A bug. Starlette still logs it and re-raises after this answer; a browser gets
+        # a page like any other error (this runs outside the middlewares, so the page's
+        # headers are set here), everyone else Starlette's plain text.
+        if wants_html(request):
+            return error_page(request, 500, headers=PAGE_HEADERS)
+        return PlainTextResponse("Internal Server Error", status_code=500)
 
     @app.exception_handler(BroadsheetError)
     async def _domain_error(request: Request, exc: BroadsheetError) -> Response:

@@ -67,6 +67,13 @@ def csp_header(**directives: str) -> dict[str, str]:
     return {"Content-Security-Policy": policy}
 
 
+PAGE_HEADERS = {
+    "Content-Security-Policy": merge_csp(None),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": REFERRER_POLICY,
+}
+
+
 def _is_html(headers: MutableHeaders) -> bool:
     return headers.get("content-type", "").lower().startswith("text/html")
 

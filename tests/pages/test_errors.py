@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 
 import pytest
-from httpx import AsyncClient, Response
+from fastapi import FastAPI
+from httpx import ASGITransport, AsyncClient, Response
 
 from tests.pages.conftest import BROWSER_ACCEPT
 from tests.pages.site import Site
@@ -96,3 +97,21 @@ async def test_the_api_answers_json_even_to_a_browser(
     response = await client.get("/api/v1/no-such-endpoint", headers=BROWSER)
     assert response.status_code == 404
     assert response.json() == {"detail": "Not Found"}
+
+
+async def test_a_bug_shows_a_browser_an_error_page_and_other_clients_plain_text(
+    app: FastAPI,
+) -> None:
+    @app.get("/broken")
+    async def broken() -> None:
+        raise RuntimeError("a bug")
+
+    transport = ASGITransport(app=app, raise_app_exceptions=False)
+    async with AsyncClient(transport=transport, base_url="http://testserver") as client:
+        response = await client.get("/broken", headers=BROWSER)
+        assert_error_page(response, 500, "Something went wrong")
+        assert "a bug" not in response.text
+        assert "script-src 'self'" in response.headers["content-security-policy"]
+        response = await client.get("/broken")
+        assert response.status_code == 500
+        assert response.text == "Internal Server Error"
