@@ -17,7 +17,8 @@ from app.delivery.schemas import (
     SendStarted,
 )
 from app.issues import service as issues_service
-from app.kit.deps import EditorKey, SessionDep, SettingsDep
+from app.keys.deps import EditorKey
+from app.kit.deps import SessionDep, SettingsDep
 from app.kit.errors import Conflict, Invalid
 from app.kit.pagination import Page, PageParamsDep, make_page
 from app.models import DeliveryStatus, IssueStatus

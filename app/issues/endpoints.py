@@ -19,7 +19,8 @@ from app.issues.schemas import (
     TestSend,
     TestSendQueued,
 )
-from app.kit.deps import EditorKey, SessionDep, SettingsDep, SignerDep
+from app.keys.deps import EditorKey
+from app.kit.deps import SessionDep, SettingsDep, SignerDep
 from app.kit.pagination import Page, PageParamsDep, make_page
 from app.models import Issue, IssueStatus, Newsletter, Story
 from app.newsletters.deps import NewsletterDep

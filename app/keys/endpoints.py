@@ -3,8 +3,9 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from app.keys import repository, service
+from app.keys.deps import AdminKey
 from app.keys.schemas import KeyCreate, KeyCreated, KeyRead
-from app.kit.deps import AdminKey, SessionDep
+from app.kit.deps import SessionDep
 from app.kit.errors import NotFound
 from app.kit.ids import IdPath
 from app.kit.pagination import Page, PageParamsDep, make_page

@@ -1,4 +1,6 @@
-"""Request dependencies: settings, the request's session and transaction, and auth."""
+"""Request dependencies: settings, the request's session and transaction, the signer.
+
+Authentication by API key is the keys feature's (`app.keys.deps`)."""
 
 from __future__ import annotations
 
@@ -8,10 +10,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.keys.service import Principal, authenticate
-from app.kit.errors import Forbidden, Unauthorized
 from app.kit.tokens import Signer
-from app.models import Role
 from app.settings import Settings
 
 
@@ -49,31 +48,6 @@ async def get_signer(request: Request) -> Signer:
 
 
 SignerDep = Annotated[Signer, Depends(get_signer)]
-
-
-async def get_principal(request: Request, session: SessionDep, settings: SettingsDep) -> Principal:
-    header = request.headers.get("authorization", "")
-    scheme, _, presented = header.partition(" ")
-    if scheme.lower() != "bearer" or not presented.strip():
-        raise Unauthorized()
-    principal = await authenticate(session, presented.strip(), settings.admin_api_key)
-    if principal is None:
-        raise Unauthorized()
-    return principal
-
-
-async def require_editor(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
-    return principal  # admin and editor both may
-
-
-async def require_admin(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
-    if principal.role is not Role.admin:
-        raise Forbidden("this needs an admin key")
-    return principal
-
-
-EditorKey = Annotated[Principal, Depends(require_editor)]
-AdminKey = Annotated[Principal, Depends(require_admin)]
 
 
 def client_ip(request: Request, settings: Settings) -> str:

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from app.kit.deps import EditorKey, SessionDep
+from app.keys.deps import EditorKey
+from app.kit.deps import SessionDep
 from app.kit.pagination import Page, PageParamsDep, make_page
 from app.newsletters import repository, service
 from app.newsletters.deps import NewsletterDep

@@ -7,8 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, status
 
 from app.issues.schemas import StoryIn, StoryRead
+from app.keys.deps import EditorKey
 from app.kit.clock import utcnow
-from app.kit.deps import EditorKey, SessionDep, SettingsDep
+from app.kit.deps import SessionDep, SettingsDep
 from app.kit.errors import NotFound
 from app.models import Issue
 from app.newsletters.deps import NewsletterDep

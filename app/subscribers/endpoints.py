@@ -13,7 +13,8 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import Row
 from starlette.datastructures import UploadFile
 
-from app.kit.deps import AdminKey, EditorKey, SessionDep, SettingsDep, SignerDep
+from app.keys.deps import AdminKey, EditorKey
+from app.kit.deps import SessionDep, SettingsDep, SignerDep
 from app.kit.errors import BadRequest, Invalid
 from app.kit.ids import IdPath
 from app.kit.pagination import Page, PageParamsDep, make_page
