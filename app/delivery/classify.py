@@ -36,9 +36,14 @@ class Verdict(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
+    """A classified answer to one send. `before_send`: no transaction was started
+    (no server answered, or it refused our login), so the reply says nothing about
+    the message or its recipient."""
+
     verdict: Verdict
     code: int | None
     reply: str
+    before_send: bool = False
 
     @property
     def closes_connection(self) -> bool:

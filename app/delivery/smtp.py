@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,46 +26,6 @@ class SmtpUnavailable(Exception):
     def __init__(self, message: str, *, auth_refused: aiosmtplib.SMTPException | None = None):
         super().__init__(message)
         self.auth_refused = auth_refused
-
-
-class Backoff:
-    """Capped exponential delay while the SMTP server cannot be reached.
-
-    Shared by every connection of a pool, so the whole worker slows down together and
-    speeds up again as soon as one connection gets through.
-    """
-
-    def __init__(self, *, first: float = 0.5, cap: float = 15.0) -> None:
-        self.first = first
-        self.cap = cap
-        self.delay = 0.0
-        self.down_until = 0.0
-
-    @property
-    def is_down(self) -> bool:
-        return time.monotonic() < self.down_until
-
-    def failed(self) -> float:
-        """Note one failed connection attempt; the delay before the next one.
-
-        Several connections failing at the same moment count once: the delay grows only
-        when a new attempt fails after the previous wait is over.
-        """
-        now = time.monotonic()
-        if now < self.down_until:
-            return self.down_until - now
-        self.delay = self.first if self.delay == 0 else min(self.cap, self.delay * 2)
-        self.down_until = now + self.delay
-        return self.delay
-
-    def succeeded(self) -> None:
-        self.delay = 0.0
-        self.down_until = 0.0
-
-    async def wait(self) -> None:
-        remaining = self.down_until - time.monotonic()
-        if remaining > 0:
-            await asyncio.sleep(remaining)
 
 
 def data_payload(message: bytes) -> bytes | None:
@@ -185,7 +144,7 @@ class SmtpConnection:
                 return client
         raise SmtpUnavailable("; ".join(errors), auth_refused=auth_refused)
 
-    async def sendmail(self, mail_from: str, rcpt_to: str, data: bytes) -> str:
+    async def sendmail(self, mail_from: str, rcpt_to: str, data: bytes) -> aiosmtplib.SMTPResponse:
         """Send one message to one recipient; the server's reply to DATA.
 
         Raises aiosmtplib errors (see `classify.classify_exception`) or SmtpUnavailable.
@@ -210,7 +169,7 @@ class SmtpConnection:
             with contextlib.suppress(aiosmtplib.SMTPException, OSError):
                 await client.rset()
             raise
-        return response.message
+        return response
 
     def drop(self) -> None:
         """Forget a connection that is broken or that the server asked us to close."""

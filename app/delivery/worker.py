@@ -16,6 +16,9 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.delivery.outbox import OutboxSender
+from app.delivery.ratecap import RateCap
+from app.delivery.sqlstore import SqlOutboxStore, SqlStore
+from app.delivery.transport import smtp_transports
 from app.kit.db import create_engine, create_sessionmaker
 from app.settings import Settings
 
@@ -68,11 +71,19 @@ async def run_worker(
     try:
         from app.delivery.engine import DeliveryEngine
 
-        delivery = DeliveryEngine(settings, engine, sessionmaker)
-        tasks.append(asyncio.create_task(delivery.run(stop), name="deliveries"))
-        tasks.append(
-            asyncio.create_task(OutboxSender(settings, sessionmaker).run(stop), name="outbox")
+        # The engine and the outbox run on the same pieces: one transport factory (one
+        # connection set-up), one classifier and retry policy, stores over one database.
+        transports = smtp_transports(settings)
+        ratecap = RateCap(settings, sessionmaker)
+        delivery = DeliveryEngine(
+            settings,
+            SqlStore(engine, sessionmaker),
+            transports,
+            limiter=ratecap if ratecap.enabled else None,
         )
+        outbox = OutboxSender(settings, SqlOutboxStore(sessionmaker), transports())
+        tasks.append(asyncio.create_task(delivery.run(stop), name="deliveries"))
+        tasks.append(asyncio.create_task(outbox.run(stop), name="outbox"))
         if with_scheduler:
             tasks.append(
                 asyncio.create_task(_scheduler_loop(settings, sessionmaker, stop), name="scheduler")

@@ -1,0 +1,203 @@
+"""The sender pool: SMTP_POOL_SIZE tasks, each owning one transport (one connection).
+
+Each takes jobs from the claimer's queue, waits for the rate cap, personalises the
+prepared issue (bytes substitution), sends, and hands the result to the outcome writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Protocol
+
+from app.delivery.classify import Outcome, Verdict
+from app.delivery.metrics import SMTP_LATENCY
+from app.delivery.outcomes import Job, Kind, Result
+from app.delivery.retry import Backoff, RetryPolicy, Step
+from app.delivery.transport import Transport, TransportFactory
+from app.delivery.writer import OutcomeWriter
+from app.models import IssueStatus
+from app.rendering.prepared import PreparedIssue, Recipient
+
+logger = logging.getLogger("broadsheet.delivery")
+
+DRAIN_SECONDS = 12.0  # senders, then the final flush: well inside the 30 s SIGTERM budget
+_SENDING = IssueStatus.sending.value
+# Kinds whose row keeps the Message-ID of the message that went out.
+_WITH_MESSAGE_ID = frozenset({Kind.sent, Kind.bounced, Kind.failed, Kind.policy})
+
+
+class Limiter(Protocol):
+    """The send rate cap (`ratecap.RateCap`): returns when `email` may be sent to."""
+
+    async def acquire(self, email: str) -> None: ...
+
+
+class IssueBook:
+    """What the claimer knows of the issues it hands out jobs of, read by the senders."""
+
+    def __init__(self) -> None:
+        self.status: dict[int, str] = {}
+        self.prepared: dict[int, PreparedIssue] = {}
+
+    def is_sending(self, issue_id: int) -> bool:
+        return self.status.get(issue_id) == _SENDING
+
+
+class SenderPool:
+    def __init__(
+        self,
+        size: int,
+        transports: TransportFactory,
+        *,
+        book: IssueBook,
+        writer: OutcomeWriter,
+        policy: RetryPolicy,
+        backoff: Backoff,
+        limiter: Limiter | None,
+        low_water: int,
+    ) -> None:
+        self.size = size
+        self.transports = transports
+        self.book = book
+        self.writer = writer
+        self.policy = policy
+        self.backoff = backoff
+        self.limiter = limiter
+        self.low_water = low_water
+        self.queue: asyncio.Queue[Job | None] = asyncio.Queue()
+        self.queue_low = asyncio.Event()
+        self.in_flight: dict[asyncio.Task[None], Job] = {}
+        self.stopping = False
+        self.tasks: list[asyncio.Task[None]] = []
+
+    # -- the claimer's side ---------------------------------------------------------
+
+    def start(self) -> None:
+        self.tasks = [
+            asyncio.create_task(self._sender(self.transports()), name=f"smtp-{i}")
+            for i in range(self.size)
+        ]
+
+    def offer(self, job: Job) -> None:
+        self.queue.put_nowait(job)
+
+    @property
+    def backlog(self) -> int:
+        return self.queue.qsize()
+
+    async def wait_below_low_water(self, timeout: float) -> None:
+        """Enough work in hand: wait (a while at most) until the senders took some of it."""
+        self.queue_low.clear()
+        try:
+            await asyncio.wait_for(self.queue_low.wait(), timeout=timeout)
+        except TimeoutError:
+            pass
+
+    def held_issue_ids(self) -> set[int]:
+        return {job.issue_id for job in self.in_flight.values()}
+
+    def busy(self) -> bool:
+        return bool(self.in_flight) or not self.queue.empty()
+
+    async def drain(self) -> None:
+        """Release what was not started, let what is in flight finish (or cut it off)."""
+        self.stopping = True
+        released = 0
+        while True:
+            try:
+                job = self.queue.get_nowait()
+            except asyncio.QueueEmpty:
+                break
+            if job is not None:
+                self.writer.add(Result(Kind.release, job, reply="released at shutdown"))
+                released += 1
+        for _ in self.tasks:
+            self.queue.put_nowait(None)
+        if self.tasks:
+            _done, stuck = await asyncio.wait(self.tasks, timeout=DRAIN_SECONDS)
+            for task in stuck:
+                task.cancel()
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+        for job in self.in_flight.values():
+            # Cut off mid-send: unknown whether it went out; give it back (it may repeat).
+            self.writer.add(Result(Kind.release, job, reply="interrupted at shutdown"))
+        self.in_flight.clear()
+        if released:
+            logger.info("released %d claimed deliveries at shutdown", released)
+
+    # -- one sender task ------------------------------------------------------------
+
+    async def _sender(self, transport: Transport) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        queue = self.queue
+        try:
+            while True:
+                job = await queue.get()
+                if queue.qsize() < self.low_water:
+                    self.queue_low.set()
+                if job is None:
+                    return
+                self.in_flight[task] = job
+                try:
+                    await self._send(transport, job)
+                except Exception as exc:  # a bug; never lose the row over it
+                    logger.exception("sending delivery %d failed unexpectedly", job.id)
+                    # Counted as an attempt, so a row that always fails ends `failed`.
+                    reply = f"internal error: {type(exc).__name__}: {exc}"[:500]
+                    outcome = Outcome(Verdict.retry, None, reply)
+                    step = self.policy.settle(outcome, job.attempts, self.backoff)
+                    self.writer.add(_result(job, outcome, step, None))
+                finally:
+                    self.in_flight.pop(task, None)
+        finally:
+            await transport.close()
+
+    async def _send(self, transport: Transport, job: Job) -> None:
+        writer = self.writer
+        if self.stopping:
+            writer.add(Result(Kind.release, job, reply="released at shutdown"))
+            return
+        if not self.book.is_sending(job.issue_id):
+            writer.add(Result(Kind.release, job, reply="issue not sending"))
+            return
+        backoff = self.backoff
+        if backoff.is_down:
+            writer.add(Result(Kind.release, job, reply="SMTP unreachable", retry_in=backoff.delay))
+            return
+        if writer.full:
+            await writer.wait_for_room()
+        if self.limiter is not None:
+            await self.limiter.acquire(job.email)
+        prepared = self.book.prepared[job.issue_id]
+        message_id = prepared.message_id(job.id)
+        try:
+            data = prepared.personalise(
+                Recipient(job.id, job.subscription_id, job.email, job.name), message_id=message_id
+            )
+        except Exception as exc:
+            logger.exception("delivery %d: the message could not be built", job.id)
+            reply = f"could not build the message: {type(exc).__name__}: {exc}"[:500]
+            writer.add(Result(Kind.failed, job, reply=reply))
+            return
+        started = time.perf_counter()
+        outcome = await transport.send(prepared.envelope_from, job.email, data)
+        if not outcome.before_send:
+            SMTP_LATENCY.observe(time.perf_counter() - started)
+        step = self.policy.settle(outcome, job.attempts, backoff)
+        writer.add(_result(job, outcome, step, message_id))
+
+
+def _result(job: Job, outcome: Outcome, step: Step, message_id: str | None) -> Result:
+    kind = step.kind
+    code = outcome.code
+    return Result(
+        kind,
+        job,
+        reply=outcome.reply,
+        message_id=message_id if kind in _WITH_MESSAGE_ID else None,
+        retry_in=step.retry_in,
+        soft=kind is Kind.failed and code is not None and 400 <= code < 500,
+    )
