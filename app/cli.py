@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
-import sys
-from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 import typer
 
-from app.settings import Settings, SettingsError, load_settings, startup_warnings
+from app.kit.cli import (
+    configure_logging,
+    run_until_signalled,
+    settings_or_exit,
+    warn_about_settings,
+)
 
 # Plain Click help (rich_markup_mode=None) on every command group: Typer 0.29's rich
 # help formatter prints each option's type, and for flags, which take no value, that
@@ -24,79 +26,6 @@ cli = typer.Typer(
 )
 db_cli = typer.Typer(help="Database schema.", no_args_is_help=True, rich_markup_mode=None)
 cli.add_typer(db_cli, name="db")
-
-
-def settings_or_exit(**overrides: object) -> Settings:
-    """The settings, or one line naming the bad setting and exit status 2."""
-    try:
-        return load_settings(**overrides)
-    except SettingsError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-
-
-def local_settings_or_exit() -> Settings:
-    """Settings for a command that works on the database (send, watch, keys list/revoke).
-
-    The normal rules, except in a development checkout: with no BROADSHEET_SECRET_KEY
-    anywhere and the database the default SQLite file that `broadsheet dev` created,
-    these commands read the settings `broadsheet dev` runs with, so they work beside it
-    without any setup. BROADSHEET_DEV=1 does the same explicitly.
-    """
-    from app.dev import dev_overrides, is_dev_checkout
-
-    try:
-        return load_settings()
-    except SettingsError as exc:
-        try:
-            dev_settings = load_settings(**dev_overrides())
-        except SettingsError:
-            dev_settings = None
-        if dev_settings is not None and is_dev_checkout(dev_settings):
-            return dev_settings
-        hint = ""
-        if "SECRET_KEY" in str(exc):
-            hint = (
-                " (for a development checkout: run `broadsheet dev` once, or set BROADSHEET_DEV=1)"
-            )
-        typer.echo(f"error: {exc}{hint}", err=True)
-        raise typer.Exit(2) from None
-
-
-def configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-
-
-def warn_about_settings(settings: Settings) -> None:
-    """Log, once at start-up, the settings that work but should not be left as they are."""
-    for line in startup_warnings(settings):
-        logging.getLogger("broadsheet").warning(line)
-
-
-def install_event_loop_policy() -> None:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux and macOS
-        return
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-
-
-def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
-    """Run `main(stop)`; SIGTERM and SIGINT set `stop` so it can drain and return."""
-
-    async def runner() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await main(stop)
-
-    install_event_loop_policy()
-    asyncio.run(runner())
 
 
 @db_cli.command("upgrade")

@@ -21,7 +21,6 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import HTMLResponse, Response
 
 from app.kit.errors import NotFound
-from app.settings import DEFAULT_SQLITE_URL, Settings
 
 logger = logging.getLogger("broadsheet.dev")
 MAIL_DIR = Path("var/mail")
@@ -137,15 +136,14 @@ def _page(title: str, body: str) -> str:
 
 
 async def _ensure_admin_key(sessionmaker: Any, key_file: Path) -> str:
-    from app.keys.repository import get_active_by_hash
-    from app.keys.service import create_key, hash_key
+    from app.keys.service import create_key, is_active
     from app.kit.db import unit_of_work
     from app.models import Role
 
     async with unit_of_work(sessionmaker) as session:
         if key_file.is_file():
             key = key_file.read_text().strip()
-            if await get_active_by_hash(session, hash_key(key)) is not None:
+            if await is_active(session, key):
                 return key
         _, key = await create_key(session, name="dev admin", role=Role.admin)
     key_file.write_text(key + "\n")
@@ -153,41 +151,17 @@ async def _ensure_admin_key(sessionmaker: Any, key_file: Path) -> str:
     return key
 
 
-DEV_DATABASE = Path("var/broadsheet.db")  # the file of DEFAULT_SQLITE_URL
-
-
-def dev_overrides(
-    *, host: str = "127.0.0.1", port: int = 8000, smtp_port: int = 1025
-) -> dict[str, object]:
-    """The settings `broadsheet dev` runs with, on top of the environment and `.env`.
-
-    The other commands read the same ones in a development checkout (see
-    `app.cli.local_settings_or_exit`), so `broadsheet send 1 --watch` beside a running
-    `broadsheet dev` renders its links for the same address.
-    """
-    return {
-        "dev": True,
-        "base_url": os.environ.get("BROADSHEET_BASE_URL", f"http://{host}:{port}"),
-        "smtp_url": os.environ.get("BROADSHEET_SMTP_URL", f"smtp://127.0.0.1:{smtp_port}"),
-        "retry_backoff_seconds": float(os.environ.get("BROADSHEET_RETRY_BACKOFF_SECONDS", "5")),
-    }
-
-
-def is_dev_checkout(settings: Settings) -> bool:
-    """No secret key set, and the database is the SQLite file `broadsheet dev` made."""
-    return (
-        not settings.secret_key
-        and settings.database_url == DEFAULT_SQLITE_URL
-        and DEV_DATABASE.is_file()
-    )
-
-
 def run_dev(*, host: str, port: int, smtp_port: int) -> None:
     import uvicorn
     from aiosmtpd.controller import Controller
 
-    from app.cli import configure_logging, install_event_loop_policy, settings_or_exit
     from app.delivery.worker import run_worker
+    from app.kit.cli import (
+        configure_logging,
+        dev_overrides,
+        install_event_loop_policy,
+        settings_or_exit,
+    )
     from app.kit.db import create_engine, create_sessionmaker
     from app.kit.migrate import upgrade
     from app.main import create_app

@@ -45,7 +45,7 @@ def send(
     ] = False,
 ) -> None:
     """Trigger a send and show live progress."""
-    from app.cli import configure_logging, local_settings_or_exit
+    from app.kit.cli import configure_logging, local_settings_or_exit
 
     settings = local_settings_or_exit()
     configure_logging(settings)
@@ -56,7 +56,7 @@ def send(
 
 def watch(issue_id: IssueIdArg) -> None:
     """Follow a send that is already running (sent, failed, rate, ETA) until it ends."""
-    from app.cli import configure_logging, local_settings_or_exit
+    from app.kit.cli import configure_logging, local_settings_or_exit
 
     settings = local_settings_or_exit()
     configure_logging(settings)

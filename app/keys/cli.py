@@ -23,8 +23,8 @@ def keys_create(
     role: Annotated[str, typer.Option(help="admin or editor")] = "editor",
 ) -> None:
     """Create an API key and print it once."""
-    from app.cli import settings_or_exit
     from app.keys.service import create_key
+    from app.kit.cli import settings_or_exit
     from app.kit.db import create_engine, create_sessionmaker, unit_of_work
     from app.kit.text import check_single_line
     from app.models import Role
@@ -58,8 +58,8 @@ def keys_list() -> None:
     The keys themselves are never stored, so never shown; the prefix is their first
     characters, enough to recognise one.
     """
-    from app.cli import local_settings_or_exit
     from app.keys.service import list_keys
+    from app.kit.cli import local_settings_or_exit
     from app.kit.db import create_engine, create_sessionmaker
 
     settings = local_settings_or_exit()
@@ -105,8 +105,8 @@ def keys_revoke(
     ],
 ) -> None:
     """Revoke an API key at once: requests with it get 401 from now on."""
-    from app.cli import local_settings_or_exit
     from app.keys.service import find_key, revoke_key
+    from app.kit.cli import local_settings_or_exit
     from app.kit.db import create_engine, create_sessionmaker, unit_of_work
     from app.kit.errors import Invalid, NotFound
 

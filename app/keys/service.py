@@ -66,6 +66,11 @@ async def authenticate(
     return Principal(key_id=row.id, name=row.name, role=Role(row.role))
 
 
+async def is_active(session: AsyncSession, key: str) -> bool:
+    """True when `key` is a stored key that has not been revoked."""
+    return await repository.get_active_by_hash(session, hash_key(key)) is not None
+
+
 async def list_keys(session: AsyncSession) -> list[ApiKey]:
     """Every key, oldest first (revoked ones too): an installation has a handful."""
     keys: list[ApiKey] = []

@@ -5,7 +5,7 @@ from fastapi import APIRouter, status
 from app.keys.deps import EditorKey
 from app.kit.deps import SessionDep
 from app.kit.pagination import Page, PageParamsDep, make_page
-from app.newsletters import repository, service
+from app.newsletters import service
 from app.newsletters.deps import NewsletterDep
 from app.newsletters.schemas import NewsletterCreate, NewsletterRead, NewsletterUpdate
 
@@ -26,7 +26,7 @@ async def create_newsletter(
 async def list_newsletters(
     session: SessionDep, _: EditorKey, page: PageParamsDep
 ) -> Page[NewsletterRead]:
-    rows = await repository.list_page(session, after_id=page.after_id, limit=page.limit)
+    rows = await service.list_page(session, after_id=page.after_id, limit=page.limit)
     return make_page(
         [NewsletterRead.model_validate(r) for r in rows], [r.id for r in rows], page.limit
     )

@@ -6,10 +6,28 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.kit.clock import utcnow
-from app.kit.errors import Conflict
+from app.kit.errors import Conflict, NotFound
 from app.models import Newsletter
 from app.newsletters import repository
 from app.newsletters.schemas import NewsletterCreate, NewsletterUpdate
+
+
+async def find(session: AsyncSession, slug: str) -> Newsletter | None:
+    """The newsletter with this slug, or None."""
+    return await repository.get_by_slug(session, slug)
+
+
+async def get(session: AsyncSession, slug: str) -> Newsletter:
+    """The newsletter with this slug, or 404."""
+    newsletter = await repository.get_by_slug(session, slug)
+    if newsletter is None:
+        raise NotFound(f"no newsletter with the slug {slug!r}")
+    return newsletter
+
+
+async def list_page(session: AsyncSession, *, after_id: int, limit: int) -> list[Newsletter]:
+    """Newsletters by id after `after_id` (keyset pages)."""
+    return await repository.list_page(session, after_id=after_id, limit=limit)
 
 
 def _slug_conflict(slug: str) -> Conflict:

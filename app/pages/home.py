@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from app.kit.deps import SessionDep
-from app.newsletters import repository as newsletters
+from app.newsletters import service as newsletters
 from app.pages.templates import templates
 
 router = APIRouter(include_in_schema=False)

@@ -47,10 +47,10 @@ def import_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Import subscribers from a CSV file (active at once; suppressed addresses skipped)."""
-    from app.cli import settings_or_exit
+    from app.kit.cli import settings_or_exit
     from app.kit.db import create_engine, create_sessionmaker
     from app.kit.errors import Invalid
-    from app.newsletters import repository as newsletters
+    from app.newsletters import service as newsletters
     from app.subscribers.importer import import_csv
 
     settings = settings_or_exit(dev=True)
@@ -62,7 +62,7 @@ def import_command(
         sessionmaker = create_sessionmaker(engine)
         try:
             async with sessionmaker() as session:
-                newsletter = await newsletters.get_by_slug(session, slug)
+                newsletter = await newsletters.find(session, slug)
             if newsletter is None:
                 console.print(f"[red]error:[/red] no newsletter with the slug {slug!r}")
                 return None

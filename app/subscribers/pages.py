@@ -22,7 +22,7 @@ from app.kit.links import confirm_subscription_id, unsubscribe_subscription_id
 from app.kit.text import has_line_break
 from app.kit.tokens import TokenError
 from app.models import Newsletter, SubscriptionStatus
-from app.newsletters import repository as newsletters
+from app.newsletters import service as newsletters
 from app.settings import Settings
 from app.subscribers import ratelimit, service
 from app.subscribers.service import (
@@ -184,7 +184,7 @@ def _success(
 
 @router.get("/newsletters/{slug}/subscribe", response_class=HTMLResponse)
 async def subscribe_form(request: Request, slug: str, session: SessionDep) -> Response:
-    newsletter = await newsletters.get_by_slug(session, slug)
+    newsletter = await newsletters.find(session, slug)
     if newsletter is None:
         return _not_found(request, False)
     return _form_page(request, newsletter)
@@ -289,7 +289,7 @@ async def subscribe(
         )
     retry = await ratelimit.hit_alone(request.app.state.sessionmaker, hits)
 
-    newsletter = await newsletters.get_by_slug(session, slug)
+    newsletter = await newsletters.find(session, slug)
     if newsletter is None:
         return _not_found(request, as_json)
     if retry is not None:
