@@ -66,7 +66,7 @@ def watch(issue_id: IssueIdArg) -> None:
 
 
 async def _follow(settings: Any, issue_id: int, console: Console) -> int:
-    from app.delivery import service
+    from app.issues import service as issues_service
     from app.kit.db import create_engine, create_sessionmaker
     from app.kit.errors import NotFound
 
@@ -75,7 +75,7 @@ async def _follow(settings: Any, issue_id: int, console: Console) -> int:
     try:
         try:
             async with sessionmaker() as session:
-                issue = await service.get_issue(session, issue_id)
+                issue = await issues_service.get(session, issue_id)
         except NotFound:
             console.print(f"[red]error:[/red] no issue {issue_id}")
             return 1
@@ -92,6 +92,7 @@ async def _follow(settings: Any, issue_id: int, console: Console) -> int:
 
 async def _run(settings: Any, issue_id: int, watch: bool, console: Console) -> int:
     from app.delivery import service
+    from app.issues import service as issues_service
     from app.kit.db import create_engine, create_sessionmaker, unit_of_work
     from app.kit.errors import Conflict, NotFound
 
@@ -100,7 +101,7 @@ async def _run(settings: Any, issue_id: int, watch: bool, console: Console) -> i
     try:
         try:
             async with unit_of_work(sessionmaker) as session:
-                issue = await service.get_issue(session, issue_id)
+                issue = await issues_service.get(session, issue_id)
                 recipients = await service.start_send(session, issue, settings=settings)
             console.print(f"Issue {issue_id}: sending to {recipients:,} readers.")
         except NotFound:
@@ -120,6 +121,7 @@ async def _run(settings: Any, issue_id: int, watch: bool, console: Console) -> i
 
 async def _watch(sessionmaker: Any, issue_id: int, console: Console) -> int:
     from app.delivery import service
+    from app.issues import service as issues_service
 
     history: list[tuple[float, int]] = []
     columns = (
@@ -134,7 +136,7 @@ async def _watch(sessionmaker: Any, issue_id: int, console: Console) -> int:
         task = progress.add_task("sending", total=None, sent=0, failed=0, rate=0.0)
         while True:
             async with sessionmaker() as session:
-                issue = await service.get_issue(session, issue_id)
+                issue = await issues_service.get(session, issue_id)
                 stats = await service.stats(session, issue)
             done = sum(stats[k] for k in ("sent", "failed", "bounced", "skipped", "cancelled"))
             now = time.monotonic()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Query
+from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
 
 from app.delivery import repository, service
@@ -17,16 +17,15 @@ from app.delivery.schemas import (
     SendStarted,
 )
 from app.issues import service as issues_service
+from app.issues.deps import IssueDep
+from app.issues.schemas import TestSend, TestSendQueued
 from app.keys.deps import EditorKey
-from app.kit.deps import SessionDep, SettingsDep
-from app.kit.errors import Conflict, Invalid
+from app.kit.deps import SessionDep, SettingsDep, SignerDep
+from app.kit.errors import Invalid
 from app.kit.pagination import Page, PageParamsDep, make_page
-from app.models import DeliveryStatus, IssueStatus
+from app.models import DeliveryStatus
 
 router = APIRouter(prefix="/api/v1/issues", tags=["delivery"])
-
-# Ids are 64-bit in the database: a larger number is simply not found (never a 500).
-IssueId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 IdempotencyKey = Annotated[
     str | None,
@@ -40,76 +39,68 @@ IdempotencyKey = Annotated[
 
 @router.post("/{issue_id}/send", status_code=202, response_model=SendStarted)
 async def send_issue(
-    issue_id: IssueId,
     session: SessionDep,
     settings: SettingsDep,
     _key: EditorKey,
+    issue: IssueDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Enqueue the issue to every active subscriber now; a repeat never enqueues twice."""
-    scope = f"send:{issue_id}"
-    if idempotency_key:
-        record = await service.find_idempotent(session, scope, idempotency_key)
-        if record is not None:
-            return JSONResponse(record.body, status_code=record.status_code)
-    issue = await service.get_issue(session, issue_id)
-    try:
-        recipients = await service.start_send(session, issue, settings=settings)
-    except Conflict:
-        if idempotency_key:
-            # The same request raced us and won: its answer is ours.
-            record = await service.find_idempotent(session, scope, idempotency_key)
-            if record is not None:
-                return JSONResponse(record.body, status_code=record.status_code)
-        raise
-    body = SendStarted(status=IssueStatus.sending.value, recipients=recipients).model_dump()
-    if idempotency_key:
-        await service.remember_idempotent(session, scope, idempotency_key, 202, body)
-    return JSONResponse(body, status_code=202)
+    answer = await service.send_once(session, issue, settings=settings, key=idempotency_key)
+    return JSONResponse(answer.body, status_code=answer.status_code)
+
+
+@router.post("/{issue_id}/test", status_code=202, response_model=TestSendQueued)
+async def send_test(
+    body: TestSend,
+    session: SessionDep,
+    settings: SettingsDep,
+    signer: SignerDep,
+    _key: EditorKey,
+    issue: IssueDep,
+) -> TestSendQueued:
+    """Send the issue now to these addresses only (not counted in the stats)."""
+    queued = await service.queue_test_send(session, issue, body.to, settings, signer)
+    return TestSendQueued(queued=queued)
 
 
 @router.post("/{issue_id}/pause", response_model=IssueState)
-async def pause_issue(issue_id: IssueId, session: SessionDep, _key: EditorKey) -> IssueState:
-    issue = await service.get_issue(session, issue_id)
+async def pause_issue(session: SessionDep, _key: EditorKey, issue: IssueDep) -> IssueState:
     await service.pause(session, issue)
     return IssueState(id=issue.id, status=issue.status, pause_reason=issue.pause_reason)
 
 
 @router.post("/{issue_id}/resume", response_model=IssueState)
-async def resume_issue(issue_id: IssueId, session: SessionDep, _key: EditorKey) -> IssueState:
-    issue = await service.get_issue(session, issue_id)
+async def resume_issue(session: SessionDep, _key: EditorKey, issue: IssueDep) -> IssueState:
     await service.resume(session, issue)
     return IssueState(id=issue.id, status=issue.status, pause_reason=None)
 
 
 @router.post("/{issue_id}/cancel", response_model=CancelResult)
-async def cancel_issue(issue_id: IssueId, session: SessionDep, _key: EditorKey) -> CancelResult:
-    issue = await service.get_issue(session, issue_id)
+async def cancel_issue(session: SessionDep, _key: EditorKey, issue: IssueDep) -> CancelResult:
     cancelled = await service.cancel(session, issue)
     return CancelResult(id=issue.id, status=issue.status, cancelled=cancelled)
 
 
 @router.post("/{issue_id}/resend-failed", status_code=202, response_model=Requeued)
-async def resend_failed(issue_id: IssueId, session: SessionDep, _key: EditorKey) -> Requeued:
+async def resend_failed(session: SessionDep, _key: EditorKey, issue: IssueDep) -> Requeued:
     """A new run of attempts for every delivery of the issue that ended `failed`."""
-    issue = await service.get_issue(session, issue_id)
     requeued = await service.resend_failed(session, issue)
     status = await issues_service.current_status(session, issue.id)
     return Requeued(requeued=requeued, status=status)
 
 
 @router.get("/{issue_id}/stats", response_model=IssueStats)
-async def issue_stats(issue_id: IssueId, session: SessionDep, _key: EditorKey) -> IssueStats:
-    issue = await service.get_issue(session, issue_id)
+async def issue_stats(session: SessionDep, _key: EditorKey, issue: IssueDep) -> IssueStats:
     return IssueStats(**await service.stats(session, issue))
 
 
 @router.get("/{issue_id}/deliveries", response_model=Page[DeliveryItem])
 async def issue_deliveries(
-    issue_id: IssueId,
     session: SessionDep,
     page: PageParamsDep,
     _key: EditorKey,
+    issue: IssueDep,
     status: Annotated[str | None, Query(max_length=16)] = None,
 ) -> Page[DeliveryItem]:
     """Per-recipient outcome with the last SMTP reply, by id (cursor pagination)."""
@@ -119,9 +110,8 @@ async def issue_deliveries(
             f"must be one of {', '.join(s.value for s in DeliveryStatus)}",
             where="query",
         )
-    await service.get_issue(session, issue_id)
     rows = await repository.list_deliveries(
-        session, issue_id, status=status, after_id=page.after_id, limit=page.limit
+        session, issue.id, status=status, after_id=page.after_id, limit=page.limit
     )
     items = [DeliveryItem(**row._asdict()) for row in rows]
     return make_page(items, [row.id for row in rows], page.limit)

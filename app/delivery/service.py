@@ -7,6 +7,9 @@ row lock makes the second wait and then find the new state, and it gets a 409.
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from anyio import to_thread
@@ -15,23 +18,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.delivery import repository
 from app.delivery.engine import notify_statement
+from app.delivery.outbox import enqueue_mail
 from app.issues import lifecycle
 from app.issues import service as issues_service
 from app.issues.lifecycle import Action
 from app.kit.clock import utcnow
 from app.kit.errors import Conflict, NotFound
 from app.kit.sql import dialect_name
+from app.kit.tokens import Signer
 from app.models import DeliveryStatus, EventKind, IdempotencyRecord, Issue, IssueStatus, Newsletter
 from app.models import Story as StoryModel
 from app.settings import Settings
-
-
-async def get_issue(session: AsyncSession, issue_id: int) -> Issue:
-    issue = await session.get(Issue, issue_id)
-    if issue is None:
-        raise NotFound("no such issue")
-    return issue
-
 
 # Sends at least this large refresh the delivery table's statistics (PostgreSQL).
 ANALYZE_AFTER = 5000
@@ -211,3 +208,68 @@ async def remember_idempotent(
         )
     )
     await session.flush()
+
+
+TEST_KIND = "test"  # the outbox kind of a test send
+
+
+@dataclass(frozen=True)
+class Answer:
+    status_code: int
+    body: dict[str, Any]
+
+
+async def send_once(
+    session: AsyncSession, issue: Issue, *, settings: Settings, key: str | None
+) -> Answer:
+    """`start_send` behind an `Idempotency-Key`: a retried request (same key) gets the
+    first request's answer, also when it raced the first one and lost."""
+    scope = f"send:{issue.id}"
+    if key:
+        record = await find_idempotent(session, scope, key)
+        if record is not None:
+            return Answer(record.status_code, record.body)
+    try:
+        recipients = await start_send(session, issue, settings=settings)
+    except Conflict:
+        if key:
+            # The same request raced us and won: its answer is ours.
+            record = await find_idempotent(session, scope, key)
+            if record is not None:
+                return Answer(record.status_code, record.body)
+        raise
+    body = {"status": IssueStatus.sending.value, "recipients": recipients}
+    if key:
+        await remember_idempotent(session, scope, key, 202, body)
+    return Answer(202, body)
+
+
+async def queue_test_send(
+    session: AsyncSession,
+    issue: Issue,
+    addresses: Sequence[str],
+    settings: Settings,
+    signer: Signer,
+) -> int:
+    """Personalised copies for the given addresses into the outbox (kind "test").
+
+    No delivery rows, so nothing is counted in the issue's stats. An address that is
+    subscribed gets its own name and a working unsubscribe link; any other gets none.
+    """
+    loaded = await issues_service.load(session, issue.id)
+    prepared = await issues_service.prepare_test(loaded, settings, signer)
+    queued = 0
+    for address in dict.fromkeys(addresses):
+        recipient = await issues_service.test_recipient(session, loaded, address)
+        message_id = f"<test.{uuid.uuid4().hex}.i{issue.id}@{settings.base_host}>"
+        await enqueue_mail(
+            session,
+            kind=TEST_KIND,
+            mail_from=loaded.newsletter.from_email,
+            rcpt_to=address,
+            message=prepared.personalise(recipient, message_id=message_id),
+            message_id=message_id,
+            subscription_id=recipient.subscription_id or None,
+        )
+        queued += 1
+    return queued

@@ -16,8 +16,6 @@ from app.issues.schemas import (
     IssueUpdate,
     StoryIn,
     StoryRead,
-    TestSend,
-    TestSendQueued,
 )
 from app.keys.deps import EditorKey
 from app.kit.deps import SessionDep, SettingsDep, SignerDep
@@ -136,24 +134,6 @@ async def preview_issue(
     text, html = service.message_parts(message)
     body = html if format == "html" else text
     return Response(body, media_type=_PREVIEW_TYPES[format], headers=headers)
-
-
-@router.post(
-    "/issues/{issue_id}/test",
-    status_code=status.HTTP_202_ACCEPTED,
-    response_model=TestSendQueued,
-)
-async def send_test(
-    body: TestSend,
-    session: SessionDep,
-    settings: SettingsDep,
-    signer: SignerDep,
-    _: EditorKey,
-    issue: IssueDep,
-) -> TestSendQueued:
-    loaded = await service.load(session, issue.id)
-    queued = await service.queue_test_send(session, loaded, body.to, settings, signer)
-    return TestSendQueued(queued=queued)
 
 
 @router.get("/issues/{issue_id}/check", response_model=CheckReport)

@@ -9,8 +9,6 @@ from __future__ import annotations
 import email
 import email.policy
 import secrets
-import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Literal
@@ -18,7 +16,6 @@ from typing import Literal
 from anyio import to_thread
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.delivery.outbox import enqueue_mail
 from app.issues import repository
 from app.issues.schemas import IssueCreate, IssueUpdate, StoryIn
 from app.kit import links
@@ -43,7 +40,6 @@ NOT_FROZEN = frozenset(
 )
 SAMPLE_NAME = "Alex Reader"
 SAMPLE_EMAIL = "alex.reader@example.com"
-TEST_KIND = "test"
 
 PreviewFormat = Literal["html", "text", "eml"]
 
@@ -66,6 +62,14 @@ async def create_issue(session: AsyncSession, newsletter: Newsletter, body: Issu
 def ensure_editable(issue: Issue) -> None:
     if issue.status not in EDITABLE:
         raise Conflict(f"issue {issue.id} is {issue.status}; only a draft or ready issue changes")
+
+
+async def get(session: AsyncSession, issue_id: int) -> Issue:
+    """The issue, or 404: every endpoint and command finds an issue through this."""
+    issue = await repository.get(session, issue_id)
+    if issue is None:
+        raise NotFound(f"no issue with id {issue_id}")
+    return issue
 
 
 async def current_status(session: AsyncSession, issue_id: int) -> str:
@@ -174,20 +178,10 @@ def message_parts(message: bytes) -> tuple[str, str]:
     return str(text_part.get_content()), str(html_part.get_content())
 
 
-async def queue_test_send(
-    session: AsyncSession,
-    loaded: Loaded,
-    addresses: Sequence[str],
-    settings: Settings,
-    signer: Signer,
-) -> int:
-    """Personalised copies for the given addresses into the outbox (kind "test").
-
-    No delivery rows, so nothing is counted in the issue's stats. An address that is
-    subscribed gets its own name and a working unsubscribe link; any other gets none.
-    """
+async def prepare_test(loaded: Loaded, settings: Settings, signer: Signer) -> PreparedIssue:
+    """The issue prepared for test sends: "[Test]" before the subject, no tracking."""
     rendered = await rendering(loaded, settings)
-    prepared: PreparedIssue = prepare_rendered(
+    return prepare_rendered(
         rendered,
         loaded.issue,
         loaded.newsletter,
@@ -196,23 +190,10 @@ async def queue_test_send(
         track=False,
         subject_prefix=TEST_SUBJECT_PREFIX,
     )
-    queued = 0
-    for address in dict.fromkeys(addresses):
-        found = await repository.subscription_for(session, loaded.newsletter.id, address)
-        subscription_id, name = found if found else (0, "")
-        message_id = f"<test.{uuid.uuid4().hex}.i{loaded.issue.id}@{settings.base_host}>"
-        message = prepared.personalise(
-            Recipient(delivery_id=0, subscription_id=subscription_id, email=address, name=name),
-            message_id=message_id,
-        )
-        await enqueue_mail(
-            session,
-            kind=TEST_KIND,
-            mail_from=loaded.newsletter.from_email,
-            rcpt_to=address,
-            message=message,
-            message_id=message_id,
-            subscription_id=subscription_id or None,
-        )
-        queued += 1
-    return queued
+
+
+async def test_recipient(session: AsyncSession, loaded: Loaded, address: str) -> Recipient:
+    """A test send's recipient: a subscriber's own name and subscription, else none."""
+    found = await repository.subscription_for(session, loaded.newsletter.id, address)
+    subscription_id, name = found if found else (0, "")
+    return Recipient(delivery_id=0, subscription_id=subscription_id, email=address, name=name)

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter, status
 
-from fastapi import APIRouter, Depends, Path, status
-
+from app.issues.deps import IssueDep
 from app.issues.schemas import StoryIn, StoryRead
 from app.keys.deps import EditorKey
 from app.kit.clock import utcnow
 from app.kit.deps import SessionDep, SettingsDep
-from app.kit.errors import NotFound
 from app.models import Issue
 from app.newsletters.deps import NewsletterDep
-from app.scheduling import repository, service
+from app.scheduling import service
 from app.scheduling.schemas import (
     IssueSummary,
     ScheduleAt,
@@ -24,16 +22,6 @@ from app.scheduling.schemas import (
 router = APIRouter(prefix="/api/v1", tags=["scheduling"])
 
 
-async def _get_issue(
-    session: SessionDep, issue_id: Annotated[int, Path(ge=1, le=2**63 - 1)]
-) -> Issue:
-    issue = await repository.get_issue(session, issue_id)
-    if issue is None:
-        raise NotFound(f"no issue with the id {issue_id}")
-    return issue
-
-
-IssueDep = Annotated[Issue, Depends(_get_issue)]
 
 
 async def _summary(session: SessionDep, issue: Issue) -> IssueSummary:
