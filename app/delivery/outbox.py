@@ -114,5 +114,5 @@ class OutboxSender:
             outcome = Outcome(Verdict.unreachable, outcome.code, outcome.reply, before_send=True)
         kind, retry_in = self.policy.settle(outcome, item.attempts, self.backoff)
         if kind is Kind.bounced or kind is Kind.policy:
-            kind = Kind.failed  # one-off mail is not retried forever
+            kind, retry_in = Kind.failed, 0.0  # one-off mail is not retried forever
         await self.store.record([item], kind, outcome.reply, retry_in)

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Table, and_, or_, select, update
@@ -167,58 +167,18 @@ class SqlStore:
         self, owner: str, results: Sequence[Result], policy_runs: Mapping[int, PolicyRun]
     ) -> dict[int, int]:
         now = utcnow()
-        sent: list[dict[str, Any]] = []
-        retry: list[dict[str, Any]] = []
-        release: list[dict[str, Any]] = []
-        requeue: list[dict[str, Any]] = []
-        final: list[dict[str, Any]] = []
-        sent_subscriptions: list[int] = []
-        for r in results:
-            job = r.job
-            base = {"b_id": job.id, "b_owner": owner, "b_now": now}
-            kind = r.kind
-            if kind is Kind.sent:
-                attempts = job.attempts + 1
-                sent.append(
-                    base
-                    | {"b_attempts": attempts, "b_message_id": r.message_id, "b_reply": r.reply}
-                )
-                sent_subscriptions.append(job.subscription_id)
-            elif kind is Kind.retry:
-                due = now + timedelta(seconds=r.retry_in)
-                retry.append(
-                    base | {"b_attempts": job.attempts + 1, "b_reply": r.reply, "b_next": due}
-                )
-            elif kind is Kind.release or kind is Kind.policy:
-                row = base | {"b_next": now + timedelta(seconds=r.retry_in)}
-                if kind is Kind.policy or r.retry_in > 0:
-                    requeue.append(row | {"b_reply": r.reply})
-                else:
-                    release.append(row)
-            else:
-                attempts = job.attempts if kind is Kind.skipped else job.attempts + 1
-                final.append(
-                    base
-                    | {
-                        "b_status": _FINAL_STATUS[kind],
-                        "b_attempts": attempts,
-                        "b_message_id": r.message_id,
-                        "b_reply": r.reply,
-                    }
-                )
-        for rows in (sent, retry, release, requeue, final):
-            rows.sort(key=lambda row: int(row["b_id"]))  # one lock order for every writer
+        rows = _OutcomeRows(owner, now, results)
         totals: dict[int, int] = {}
         async with self.sessionmaker() as session, session.begin():
-            await repository.write_outcomes(session, repository.MARK_SENT, sent)
-            await repository.write_outcomes(session, repository.MARK_RETRY, retry)
-            await repository.write_outcomes(session, repository.MARK_RELEASE, release)
-            await repository.write_outcomes(session, repository.MARK_REQUEUE, requeue)
-            if release:
+            await repository.write_outcomes(session, repository.MARK_SENT, rows.sent)
+            await repository.write_outcomes(session, repository.MARK_RETRY, rows.retry)
+            await repository.write_outcomes(session, repository.MARK_RELEASE, rows.release)
+            await repository.write_outcomes(session, repository.MARK_REQUEUE, rows.requeue)
+            if rows.release:
                 # Rows handed back because their issue was cancelled end cancelled now.
                 await repository.cancel_leftovers(session, now)
-            await repository.write_outcomes(session, repository.MARK_FINAL, final)
-            await repository.reset_soft_bounces(session, sent_subscriptions)
+            await repository.write_outcomes(session, repository.MARK_FINAL, rows.final)
+            await repository.reset_soft_bounces(session, rows.sent_subscriptions)
             for r in results:
                 if r.kind is Kind.bounced or (r.kind is Kind.failed and r.soft):
                     await record_bounce(
@@ -236,6 +196,42 @@ class SqlStore:
                     session, issue_id, run.refusals, reset=run.reset, now=now
                 )
         return totals
+
+
+class _OutcomeRows:
+    """A batch of results as the bind rows of the repository's outcome statements."""
+
+    def __init__(self, owner: str, now: datetime, results: Sequence[Result]) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.retry: list[dict[str, Any]] = []
+        self.release: list[dict[str, Any]] = []
+        self.requeue: list[dict[str, Any]] = []
+        self.final: list[dict[str, Any]] = []
+        self.sent_subscriptions: list[int] = []
+        for r in results:
+            job = r.job
+            base = {"b_id": job.id, "b_owner": owner, "b_now": now}
+            kind = r.kind
+            if kind is Kind.sent:
+                base |= {"b_attempts": job.attempts + 1, "b_message_id": r.message_id}
+                self.sent.append(base | {"b_reply": r.reply})
+                self.sent_subscriptions.append(job.subscription_id)
+            elif kind is Kind.retry:
+                due = now + timedelta(seconds=r.retry_in)
+                base |= {"b_attempts": job.attempts + 1, "b_reply": r.reply}
+                self.retry.append(base | {"b_next": due})
+            elif kind is Kind.release or kind is Kind.policy:
+                base["b_next"] = now + timedelta(seconds=r.retry_in)
+                if kind is Kind.policy or r.retry_in > 0:
+                    self.requeue.append(base | {"b_reply": r.reply})
+                else:
+                    self.release.append(base)
+            else:
+                attempts = job.attempts if kind is Kind.skipped else job.attempts + 1
+                base |= {"b_status": _FINAL_STATUS[kind], "b_attempts": attempts}
+                self.final.append(base | {"b_message_id": r.message_id, "b_reply": r.reply})
+        for rows in (self.sent, self.retry, self.release, self.requeue, self.final):
+            rows.sort(key=lambda row: int(row["b_id"]))  # one lock order for every writer
 
 
 # About a minute of retries (0.1 s doubling to 2 s) before an outbox outcome write gives up.

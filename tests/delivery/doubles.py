@@ -10,7 +10,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from app.delivery.classify import Outcome, Verdict
-from app.delivery.outcomes import Claim, Job, Kind, Result
+from app.delivery.outcomes import Claim, Job, Kind, OutboxItem, Result
 from app.delivery.store import PolicyRun
 from app.delivery.transport import Transport, TransportFactory
 from app.kit.clock import utcnow
@@ -234,3 +234,27 @@ class Script:
 
     def sent_to(self, email: str) -> int:
         return sum(1 for rcpt, _ in self.sends if rcpt == email)
+
+
+class MemoryOutbox:
+    """The outbox's store in memory: every outcome recorded, per message id."""
+
+    def __init__(self, count: int) -> None:
+        self.items = [
+            OutboxItem(i, "news@example.org", f"reader{i}@example.com", b"Subject: hi\r\n\r\n", 0)
+            for i in range(1, count + 1)
+        ]
+        self.claimed = False
+        self.outcomes: dict[int, list[tuple[Kind, str, float]]] = {}
+
+    async def claim_due(self, *, limit: int, lease_seconds: float) -> list[OutboxItem]:
+        if self.claimed:
+            return []
+        self.claimed = True
+        return self.items[:limit]
+
+    async def record(
+        self, items: Sequence[OutboxItem], kind: Kind, reply: str, retry_in: float
+    ) -> None:
+        for item in items:
+            self.outcomes.setdefault(item.id, []).append((kind, reply, retry_in))

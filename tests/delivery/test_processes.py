@@ -16,7 +16,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.delivery.service import get_issue, start_send
+from app.delivery.service import start_send
+from app.issues import service as issues
 from app.kit.db import unit_of_work
 from app.models import Delivery, Issue
 from app.settings import Settings
@@ -49,7 +50,7 @@ async def start_issue(
 ) -> tuple[int, list[str]]:
     _, issue_id, emails = await seed(sessionmaker, readers)
     async with unit_of_work(sessionmaker) as session:
-        issue = await get_issue(session, issue_id)
+        issue = await issues.get(session, issue_id)
         assert await start_send(session, issue, settings=settings) == readers
     return issue_id, emails
 
