@@ -32,7 +32,8 @@ from typing import Any
 import asyncpg
 from sqlalchemy import func, insert, select
 
-from app.delivery.service import get_issue, start_send
+from app.delivery.service import start_send
+from app.issues import service as issues
 from app.kit.clock import utcnow
 from app.kit.db import create_engine, create_sessionmaker, unit_of_work
 from app.models import Delivery, Issue, Newsletter, Story, Subscriber, Subscription
@@ -253,7 +254,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         started = time.monotonic()
         async with unit_of_work(create_sessionmaker(engine)) as session:
             recipients = await start_send(
-                session, await get_issue(session, issue_id), settings=settings
+                session, await issues.get(session, issue_id), settings=settings
             )
         enqueue = time.monotonic() - started
         await engine.dispose()
