@@ -22,8 +22,6 @@ from app.scheduling.schemas import (
 router = APIRouter(prefix="/api/v1", tags=["scheduling"])
 
 
-
-
 async def _summary(session: SessionDep, issue: Issue) -> IssueSummary:
     return (await service.summarise(session, [issue]))[0]
 
