@@ -2,12 +2,15 @@
 
 Each finding names its severity (`error` blocks nothing by itself but makes `ok`
 false), a stable code for scripts, a sentence for people, and where it is
-(`stories[2].body`).
+(`stories[2].body`). Each check is a small function of the draft; `CHECKS` lists them
+in the order their findings are reported, which the API answer keeps.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from app.issues.schemas import CheckReport, Finding
@@ -58,36 +61,46 @@ def _alt_findings(where: str, text: str) -> list[Finding]:
     ]
 
 
-def run_checks(
-    issue: Issue,
-    newsletter: Newsletter,
-    stories: list[Story],
-    *,
-    html: str,
-    text: str,
-    unsubscribe_url: str,
-    message_bytes: int,
-    base_url: str | None = None,
-    dev: bool = False,
-) -> CheckReport:
-    """Check the issue's content and the message a subscriber would get (`html`, `text`,
-    made for a sample reader whose unsubscribe link is `unsubscribe_url`), and the
-    installation's BASE_URL when given."""
-    findings: list[Finding] = []
-    https_problem = base_url_warning(base_url, dev=dev) if base_url is not None else None
-    if https_problem:
-        findings.append(
-            Finding(
-                code="base_url_not_https",
-                severity="warning",
-                message=https_problem,
-                where="BROADSHEET_BASE_URL",
-            )
+@dataclass(frozen=True, slots=True)
+class _Draft:
+    """What the checks look at: the issue, its stories, and the message made from them."""
+
+    issue: Issue
+    newsletter: Newsletter
+    stories: list[Story]
+    html: str
+    text: str
+    unsubscribe_url: str
+    base_url: str | None
+    dev: bool
+
+
+Check = Callable[[_Draft], list[Finding]]
+
+
+def _base_url(draft: _Draft) -> list[Finding]:
+    if draft.base_url is None:
+        return []
+    https_problem = base_url_warning(draft.base_url, dev=draft.dev)
+    if not https_problem:
+        return []
+    return [
+        Finding(
+            code="base_url_not_https",
+            severity="warning",
+            message=https_problem,
+            where="BROADSHEET_BASE_URL",
         )
-    for part, body in (("html", html), ("text", text)):
+    ]
+
+
+def _footer(draft: _Draft) -> list[Finding]:
+    findings = []
+    first_line = (draft.newsletter.postal_address or "").strip().splitlines()[:1]
+    for part, body in (("html", draft.html), ("text", draft.text)):
         # A replaced template (TEMPLATES_DIR) could drop these; the law and the
         # reader need them in every copy.
-        if unsubscribe_url not in body:
+        if draft.unsubscribe_url not in body:
             findings.append(
                 Finding(
                     code="unsubscribe_link_missing",
@@ -97,7 +110,6 @@ def run_checks(
                     where=f"template.{part}",
                 )
             )
-        first_line = (newsletter.postal_address or "").strip().splitlines()[:1]
         if first_line and first_line[0].strip() not in body:
             findings.append(
                 Finding(
@@ -108,18 +120,22 @@ def run_checks(
                     where=f"template.{part}",
                 )
             )
-    subject = issue.subject.strip()
+    return findings
+
+
+def _subject(draft: _Draft) -> list[Finding]:
+    subject = draft.issue.subject.strip()
     if not subject:
-        findings.append(
+        return [
             Finding(
                 code="subject_empty",
                 severity="error",
                 message="the subject is empty",
                 where="subject",
             )
-        )
-    elif len(subject) > SUBJECT_WARNING_CHARS:
-        findings.append(
+        ]
+    if len(subject) > SUBJECT_WARNING_CHARS:
+        return [
             Finding(
                 code="subject_long",
                 severity="warning",
@@ -127,40 +143,62 @@ def run_checks(
                 f"about {SUBJECT_WARNING_CHARS} or fewer",
                 where="subject",
             )
+        ]
+    return []
+
+
+def _preheader(draft: _Draft) -> list[Finding]:
+    if draft.issue.preheader.strip():
+        return []
+    return [
+        Finding(
+            code="preheader_missing",
+            severity="info",
+            message="no preheader: inboxes show the first text of the email instead",
+            where="preheader",
         )
-    if not issue.preheader.strip():
-        findings.append(
-            Finding(
-                code="preheader_missing",
-                severity="info",
-                message="no preheader: inboxes show the first text of the email instead",
-                where="preheader",
-            )
+    ]
+
+
+def _content(draft: _Draft) -> list[Finding]:
+    if draft.stories or draft.issue.intro.strip():
+        return []
+    return [
+        Finding(
+            code="issue_empty",
+            severity="error",
+            message="the issue has no stories and no intro",
+            where="stories",
         )
-    if not stories and not issue.intro.strip():
-        findings.append(
-            Finding(
-                code="issue_empty",
-                severity="error",
-                message="the issue has no stories and no intro",
-                where="stories",
-            )
+    ]
+
+
+def _postal_address(draft: _Draft) -> list[Finding]:
+    if (draft.newsletter.postal_address or "").strip():
+        return []
+    return [
+        Finding(
+            code="postal_address_missing",
+            severity="error",
+            message="the newsletter has no postal address; anti-spam laws (CAN-SPAM) "
+            "require one in every footer",
+            where="newsletter.postal_address",
         )
-    if not (newsletter.postal_address or "").strip():
-        findings.append(
-            Finding(
-                code="postal_address_missing",
-                severity="error",
-                message="the newsletter has no postal address; anti-spam laws (CAN-SPAM) "
-                "require one in every footer",
-                where="newsletter.postal_address",
-            )
-        )
+    ]
+
+
+def _intro_and_outro(draft: _Draft) -> list[Finding]:
+    findings = []
     for field in ("intro", "outro"):
-        text = getattr(issue, field)
-        findings += _link_findings(field, text)
-        findings += _alt_findings(field, text)
-    for i, story in enumerate(sorted(stories, key=lambda s: s.position)):
+        markdown = getattr(draft.issue, field)
+        findings += _link_findings(field, markdown)
+        findings += _alt_findings(field, markdown)
+    return findings
+
+
+def _stories(draft: _Draft) -> list[Finding]:
+    findings = []
+    for i, story in enumerate(sorted(draft.stories, key=lambda s: s.position)):
         where = f"stories[{i}]"
         findings += _link_findings(f"{where}.body", story.body)
         findings += _alt_findings(f"{where}.body", story.body)
@@ -184,9 +222,13 @@ def run_checks(
                     where=f"{where}.image_alt",
                 )
             )
-    size = len(html.encode("utf-8"))
+    return findings
+
+
+def _html_size(draft: _Draft) -> list[Finding]:
+    size = len(draft.html.encode("utf-8"))
     if size > GMAIL_CLIP_BYTES:
-        findings.append(
+        return [
             Finding(
                 code="html_too_large",
                 severity="error",
@@ -194,9 +236,9 @@ def run_checks(
                 f"{GMAIL_CLIP_BYTES:,} bytes and hides the rest, unsubscribe link included",
                 where="html",
             )
-        )
-    elif size > SIZE_WARNING_BYTES:
-        findings.append(
+        ]
+    if size > SIZE_WARNING_BYTES:
+        return [
             Finding(
                 code="html_large",
                 severity="warning",
@@ -204,10 +246,44 @@ def run_checks(
                 f"{GMAIL_CLIP_BYTES:,} bytes",
                 where="html",
             )
-        )
+        ]
+    return []
+
+
+# In the order their findings are listed: installation, template, issue, stories, size.
+CHECKS: tuple[Check, ...] = (
+    _base_url,
+    _footer,
+    _subject,
+    _preheader,
+    _content,
+    _postal_address,
+    _intro_and_outro,
+    _stories,
+    _html_size,
+)
+
+
+def run_checks(
+    issue: Issue,
+    newsletter: Newsletter,
+    stories: list[Story],
+    *,
+    html: str,
+    text: str,
+    unsubscribe_url: str,
+    message_bytes: int,
+    base_url: str | None = None,
+    dev: bool = False,
+) -> CheckReport:
+    """Check the issue's content and the message a subscriber would get (`html`, `text`,
+    made for a sample reader whose unsubscribe link is `unsubscribe_url`), and the
+    installation's BASE_URL when given."""
+    draft = _Draft(issue, newsletter, stories, html, text, unsubscribe_url, base_url, dev)
+    findings = [finding for check in CHECKS for finding in check(draft)]
     return CheckReport(
         ok=not any(f.severity == "error" for f in findings),
-        size_bytes=size,
+        size_bytes=len(html.encode("utf-8")),
         size_limit_bytes=GMAIL_CLIP_BYTES,
         message_bytes=message_bytes,
         links=len(_HREF.findall(html)),
