@@ -47,28 +47,38 @@ def normalise_email(value: str, *, allow_utf8_local: bool = False) -> str:
     local, sep, domain = value.rpartition("@")
     if not sep or not local or not domain:
         raise AddressError("is not a valid email address (user@example.com)")
+    _check_local_part(local, allow_utf8_local=allow_utf8_local)
+    ascii_domain = _checked_domain(domain)
+    address = f"{local}@{ascii_domain}"
+    if len(address.encode()) > 254:
+        raise AddressError("is too long")
+    return address
+
+
+def _check_local_part(local: str, *, allow_utf8_local: bool) -> None:
     if len(local.encode()) > 64:
         raise AddressError("has a local part longer than 64 octets")
     if local.isascii():
         if not _DOT_ATOM_ASCII.match(local):
             raise AddressError("has characters not allowed before the @")
-    else:
-        if not allow_utf8_local:
-            raise AddressError(
-                "has a non-ASCII part before the @, which this mail server cannot deliver"
-            )
-        if not _DOT_ATOM_UTF8.match(local):
-            raise AddressError("has characters not allowed before the @")
+        return
+    if not allow_utf8_local:
+        raise AddressError(
+            "has a non-ASCII part before the @, which this mail server cannot deliver"
+        )
+    if not _DOT_ATOM_UTF8.match(local):
+        raise AddressError("has characters not allowed before the @")
+
+
+def _checked_domain(domain: str) -> str:
+    """The domain as its A-label, lower-cased, or AddressError."""
     ascii_domain = _ascii_domain(domain.rstrip(".").lower())
     labels = ascii_domain.split(".")
     if len(labels) < 2 or not all(_LABEL.match(label) for label in labels):
         raise AddressError("has an invalid domain")
     if labels[-1].isdigit():
         raise AddressError("has an invalid domain")
-    address = f"{local}@{ascii_domain}"
-    if len(address.encode()) > 254:
-        raise AddressError("is too long")
-    return address
+    return ascii_domain
 
 
 @lru_cache(maxsize=4096)

@@ -29,15 +29,10 @@ class BodySizeLimit:
             return
         path: str = scope.get("path", "")
         limit = self.large_limit if path.endswith(self.large_suffixes) else self.limit
-        for name, value in scope.get("headers", []):
-            if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    declared = -1
-                if declared < 0 or declared > limit:
-                    await _too_large(send, limit)
-                    return
+        declared = _declared_length(scope)
+        if declared is not None and (declared < 0 or declared > limit):
+            await _too_large(send, limit)
+            return
         received = 0
         response_started = False
 
@@ -68,6 +63,17 @@ class _BodyTooLarge(HTTPException):
     # the body into "400 There was an error parsing the body"; this one it re-raises.
     def __init__(self, limit: int) -> None:
         super().__init__(413, f"request body larger than {limit} bytes")
+
+
+def _declared_length(scope: Scope) -> int | None:
+    """The Content-Length the client declared (-1 when it is not a number), or None."""
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return -1
+    return None
 
 
 async def _too_large(send: Send, limit: int) -> None:

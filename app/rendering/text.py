@@ -85,25 +85,13 @@ class _TextWriter(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         attr = dict(attrs)
         if tag in _BLOCKS or tag == "blockquote":
-            self._flush()
-            if tag == "blockquote":
-                self.quote += 1
-            if tag == "pre":
-                self.pre += 1
-            if tag == "hr":
-                self.blocks.append(("> " * self.quote + "* * *", False))
+            self._open_block(tag)
         elif tag in ("ul", "ol"):
             self._flush()
             start = attr.get("start") or "1"
             self.lists.append([int(start) if tag == "ol" and start.isdigit() else -1])
         elif tag == "li":
-            self._flush()
-            depth = max(len(self.lists) - 1, 0)
-            marker = "-"
-            if self.lists and self.lists[-1][0] >= 0:
-                marker = f"{self.lists[-1][0]}."
-                self.lists[-1][0] += 1
-            self.line.append("  " * depth + marker + " ")
+            self._open_item()
         elif tag == "br":
             self._emit("\n")
         elif tag == "a":
@@ -116,6 +104,24 @@ class _TextWriter(HTMLParser):
             self.row = []
         elif tag in ("td", "th"):
             self.cell = []
+
+    def _open_block(self, tag: str) -> None:
+        self._flush()
+        if tag == "blockquote":
+            self.quote += 1
+        if tag == "pre":
+            self.pre += 1
+        if tag == "hr":
+            self.blocks.append(("> " * self.quote + "* * *", False))
+
+    def _open_item(self) -> None:
+        self._flush()
+        depth = max(len(self.lists) - 1, 0)
+        marker = "-"
+        if self.lists and self.lists[-1][0] >= 0:
+            marker = f"{self.lists[-1][0]}."
+            self.lists[-1][0] += 1
+        self.line.append("  " * depth + marker + " ")
 
     def handle_endtag(self, tag: str) -> None:
         if tag in _BLOCKS or tag == "blockquote":
