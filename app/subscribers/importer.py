@@ -17,38 +17,30 @@ left. Importing the same file twice therefore changes nothing the second time.
 
 from __future__ import annotations
 
-import codecs
-import csv
 import json
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.kit.addresses import AddressError, normalise_email
 from app.kit.clock import utcnow
 from app.kit.db import unit_of_work
 from app.kit.errors import Invalid
-from app.kit.sql import dialect_insert
 from app.kit.text import has_line_break
-from app.models import Subscriber, Subscription, SubscriptionStatus, Suppression
+from app.models import SubscriptionStatus
+from app.subscribers import import_repository
+from app.subscribers.csv_records import Record, records
 from app.subscribers.schemas import MAX_ATTRIBUTES_JSON
 
 BATCH_SIZE = 1000
-MAX_LINE_BYTES = 64 * 1024  # one physical line
-MAX_RECORD_BYTES = 128 * 1024  # one record, which quoted newlines may spread over lines
 MAX_INVALID_LISTED = 1000
 MAX_NAME = 200
 MAX_ATTRIBUTE_VALUE = 2000
 # Columns of our own export that are not attributes (so an export imports cleanly).
 IGNORED_COLUMNS = frozenset({"status", "source", "created_at", "confirmed_at", "unsubscribed_at"})
-
-_UTF8_BOM = codecs.BOM_UTF8
-_UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
-_TOO_LONG = object()  # marker for a physical line over MAX_LINE_BYTES
 
 
 @dataclass
@@ -84,122 +76,6 @@ class _Row:
     attributes: dict[str, Any]
 
 
-async def _physical_lines(
-    chunks: AsyncIterable[bytes], progress: Callable[[int], None] | None
-) -> AsyncIterator[bytes | object]:
-    """Lines (with their "\\n"), or _TOO_LONG for a line that is absurdly long.
-
-    A line is never held whole beyond MAX_LINE_BYTES: an overlong one is dropped as it
-    streams by and reported once.
-    """
-    tail = b""
-    skipping = False
-    async for chunk in chunks:
-        if progress is not None:
-            progress(len(chunk))
-        if not chunk:
-            continue
-        parts = (tail + chunk).split(b"\n")
-        tail = parts.pop()
-        for part in parts:
-            if skipping:  # the end of a line already reported as too long
-                skipping = False
-                continue
-            yield _TOO_LONG if len(part) > MAX_LINE_BYTES else part + b"\n"
-        if len(tail) > MAX_LINE_BYTES:
-            if not skipping:
-                yield _TOO_LONG
-            skipping = True
-            tail = b""
-    if tail and not skipping:
-        yield tail
-
-
-def _ends_in_quotes(text: str, in_quotes: bool) -> bool:
-    """Whether a record continues past this line, by the `csv` module's quoting rules.
-
-    A quote opens a quoted field only as a field's first character; inside, a doubled
-    quote is a literal one; elsewhere quotes are plain characters.
-    """
-    if not in_quotes and '"' not in text:
-        return False
-    i, n = 0, len(text)
-    at_field_start = not in_quotes
-    while i < n:
-        if in_quotes:
-            j = text.find('"', i)
-            if j == -1:
-                return True
-            if j + 1 < n and text[j + 1] == '"':
-                i = j + 2
-                continue
-            in_quotes, at_field_start, i = False, False, j + 1
-        elif at_field_start and text[i] == '"':
-            in_quotes, i = True, i + 1
-        else:
-            j = text.find(",", i)
-            if j == -1:
-                return False
-            i, at_field_start = j + 1, True
-    return in_quotes
-
-
-@dataclass(slots=True)
-class _Record:
-    line: int
-    cells: list[str]
-    bad_utf8: bool
-
-
-async def _records(
-    chunks: AsyncIterable[bytes], report: ImportReport, progress: Callable[[int], None] | None
-) -> AsyncIterator[_Record]:
-    lineno = 0
-    lines: list[str] = []
-    start = 0
-    size = 0
-    in_quotes = False
-    bad_utf8 = False
-    async for raw in _physical_lines(chunks, progress):
-        lineno += 1
-        if raw is _TOO_LONG:
-            if lines:
-                report.add_invalid(start, "a quoted field is not closed")
-                lines, size, in_quotes, bad_utf8 = [], 0, False, False
-            report.add_invalid(lineno, f"line is longer than {MAX_LINE_BYTES} bytes")
-            continue
-        assert isinstance(raw, bytes)
-        if lineno == 1:
-            if raw.startswith(_UTF16_BOMS):
-                raise Invalid("file", "the file is UTF-16 text; save it as CSV UTF-8")
-            raw = raw.removeprefix(_UTF8_BOM)
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            text = raw.decode("utf-8", "surrogateescape")
-            bad_utf8 = True
-        if not lines:
-            start = lineno
-        lines.append(text)
-        size += len(raw)
-        in_quotes = _ends_in_quotes(text, in_quotes)
-        if in_quotes:
-            if size > MAX_RECORD_BYTES:
-                report.add_invalid(start, "a quoted field is not closed or is too long")
-                lines, size, in_quotes, bad_utf8 = [], 0, False, False
-            continue
-        try:
-            rows = list(csv.reader(lines))
-        except csv.Error as exc:
-            report.add_invalid(start, f"cannot read this line as CSV: {exc}")
-            rows = []
-        for row in rows:
-            yield _Record(start, row, bad_utf8)
-        lines, size, bad_utf8 = [], 0, False
-    if lines:
-        report.add_invalid(start, "a quoted field is not closed at the end of the file")
-
-
 @dataclass(slots=True)
 class _Header:
     email: int
@@ -208,7 +84,7 @@ class _Header:
     attributes: list[tuple[int, str]]
 
 
-def _parse_header(record: _Record) -> _Header:
+def _parse_header(record: Record) -> _Header:
     if record.bad_utf8:
         raise Invalid("file", "the header row is not UTF-8 text; save the file as CSV UTF-8")
     names = [cell.strip() for cell in record.cells]
@@ -235,7 +111,7 @@ def _cell(cells: list[str], index: int | None) -> str:
     return cells[index] if index is not None and index < len(cells) else ""
 
 
-def _parse_row(record: _Record, header: _Header, allow_utf8_local: bool) -> _Row | str:
+def _parse_row(record: Record, header: _Header, allow_utf8_local: bool) -> _Row | str:
     """A valid row, or the reason it is invalid."""
     if record.bad_utf8:
         return "is not valid UTF-8 text"
@@ -270,37 +146,15 @@ def _parse_row(record: _Record, header: _Header, allow_utf8_local: bool) -> _Row
     return _Row(record.line, email, name, attributes)
 
 
-_SUBSCRIBER = cast(Table, Subscriber.__table__)
-_SUBSCRIPTION = cast(Table, Subscription.__table__)
+async def _update_existing(
+    session: AsyncSession, batch: dict[str, _Row], wanted: list[str], now: datetime
+) -> tuple[dict[str, int], set[str]]:
+    """(ids of the subscribers that exist, the addresses whose name or attributes changed).
 
-
-async def _write_batch(
-    session: AsyncSession,
-    *,
-    newsletter_id: int,
-    batch: dict[str, _Row],
-    consent_text: str,
-    now: datetime,
-) -> tuple[int, int]:
-    """Write one batch; (created, updated). Everything else in the batch is skipped."""
-    emails = list(batch)
-    suppressed = set(
-        (
-            await session.execute(select(Suppression.email).where(Suppression.email.in_(emails)))
-        ).scalars()
-    )
-    wanted = [email for email in emails if email not in suppressed]
-    if not wanted:
-        return 0, 0
-    existing = {
-        row.email: row
-        for row in await session.execute(
-            select(Subscriber.id, Subscriber.email, Subscriber.name, Subscriber.attributes).where(
-                Subscriber.email.in_(wanted)
-            )
-        )
-    }
-    ids: dict[str, int] = {email: row.id for email, row in existing.items()}
+    A row's name replaces the stored one only when given; its attributes are merged over
+    the stored ones. The changed rows are written in one bulk UPDATE.
+    """
+    existing = await import_repository.subscribers_by_email(session, wanted)
     changes: list[dict[str, Any]] = []
     changed: set[str] = set()
     for email, row in existing.items():
@@ -313,60 +167,73 @@ async def _write_batch(
             )
             changed.add(email)
     if changes:
-        await session.execute(update(Subscriber), changes)
-    new = [email for email in wanted if email not in existing]
+        await import_repository.update_subscribers(session, changes)
+    return {email: row.id for email, row in existing.items()}, changed
+
+
+async def _insert_new(
+    session: AsyncSession, batch: dict[str, _Row], new: list[str], now: datetime
+) -> dict[str, int]:
+    """Insert the subscribers of `new`; the ids of all of them, new or raced."""
+    ids = await import_repository.insert_subscribers(
+        session,
+        [
+            {
+                "email": email,
+                "name": batch[email].name,
+                "attributes": batch[email].attributes,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for email in new
+        ],
+    )
+    raced = [email for email in new if email not in ids]
+    if raced:  # inserted by a concurrent request since the subscribers were read
+        ids.update(await import_repository.subscriber_ids(session, raced))
+    return ids
+
+
+def _subscription_values(
+    newsletter_id: int, subscriber_id: int, consent_text: str, now: datetime
+) -> dict[str, Any]:
+    return {
+        "newsletter_id": newsletter_id,
+        "subscriber_id": subscriber_id,
+        "status": SubscriptionStatus.active.value,
+        "source": "import",
+        "consent_text": consent_text,
+        "requested_at": now,
+        "soft_bounces": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+async def _write_batch(
+    session: AsyncSession,
+    *,
+    newsletter_id: int,
+    batch: dict[str, _Row],
+    consent_text: str,
+    now: datetime,
+) -> tuple[int, int]:
+    """Write one batch; (created, updated). Everything else in the batch is skipped."""
+    emails = list(batch)
+    suppressed = await import_repository.suppressed_among(session, emails)
+    wanted = [email for email in emails if email not in suppressed]
+    if not wanted:
+        return 0, 0
+    ids, changed = await _update_existing(session, batch, wanted, now)
+    new = [email for email in wanted if email not in ids]
     if new:
-        inserted = await session.execute(
-            dialect_insert(session, _SUBSCRIBER)
-            .on_conflict_do_nothing(index_elements=["email"])
-            .returning(_SUBSCRIBER.c.id, _SUBSCRIBER.c.email),
-            [
-                {
-                    "email": email,
-                    "name": batch[email].name,
-                    "attributes": batch[email].attributes,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for email in new
-            ],
-        )
-        for row in inserted:
-            ids[row.email] = row.id
-        raced = [email for email in new if email not in ids]
-        if raced:  # inserted by a concurrent request since the SELECT above
-            for row in await session.execute(
-                select(Subscriber.id, Subscriber.email).where(Subscriber.email.in_(raced))
-            ):
-                ids[row.email] = row.id
-    # No SELECT of who is already subscribed: the INSERT's conflict check on the unique
-    # (newsletter, subscriber) index answers that, and RETURNING names the rows it added.
-    # (A SELECT by `subscriber_id IN (...)` was planned against stale statistics while
-    # the table grew under the import, and went quadratic on PostgreSQL.)
+        ids.update(await _insert_new(session, batch, new, now))
     values = [
-        {
-            "newsletter_id": newsletter_id,
-            "subscriber_id": ids[email],
-            "status": SubscriptionStatus.active.value,
-            "source": "import",
-            "consent_text": consent_text,
-            "requested_at": now,
-            "soft_bounces": 0,
-            "created_at": now,
-            "updated_at": now,
-        }
+        _subscription_values(newsletter_id, ids[email], consent_text, now)
         for email in wanted
         if email in ids
     ]
-    added: set[int] = set()
-    if values:
-        result = await session.execute(
-            dialect_insert(session, _SUBSCRIPTION)
-            .on_conflict_do_nothing(index_elements=["newsletter_id", "subscriber_id"])
-            .returning(_SUBSCRIPTION.c.subscriber_id),
-            values,
-        )
-        added = set(result.scalars())
+    added = await import_repository.insert_subscriptions(session, values) if values else set()
     created = len(added)
     updated = sum(1 for email in changed if ids[email] not in added)
     return created, updated
@@ -407,7 +274,7 @@ async def import_csv(
         report.skipped += len(batch) - created - updated
         batch.clear()
 
-    async for record in _records(chunks, report, progress):
+    async for record in records(chunks, report.add_invalid, progress):
         if not any(cell.strip() for cell in record.cells):
             continue  # blank line
         if header is None:

@@ -1,9 +1,9 @@
 """Fixed-window rate limits kept in the database, so they hold across API replicas.
 
 One row per limited key in `rate_counter`. A hit is one upsert that either adds one to
-the current window or starts a new one, and returns the count (SQLite 3.35+ and
-PostgreSQL both support `INSERT .. ON CONFLICT DO UPDATE .. RETURNING`). Keys are keyed
-hashes, so the table never holds an address or an IP in the clear.
+the current window or starts a new one, and returns the count (its SQL is in
+ratelimit_repository). Keys are keyed hashes, so the table never holds an address or an
+IP in the clear.
 """
 
 from __future__ import annotations
@@ -14,14 +14,12 @@ import math
 import random
 from collections.abc import Sequence
 
-from sqlalchemy import case, delete
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.kit.clock import utcnow
 from app.kit.db import unit_of_work
-from app.kit.sql import dialect_insert
-from app.models import RateCounter
 from app.settings import RateLimit
+from app.subscribers import ratelimit_repository
 
 # Rows of windows that ended this long ago are deleted now and then.
 _STALE_SECONDS = 2 * 86400
@@ -47,30 +45,15 @@ async def hit(session: AsyncSession, hits: Sequence[tuple[str, RateLimit]]) -> i
         {"key": key, "window_start": int(now // limit.seconds) * limit.seconds, "count": 1}
         for key, limit in sorted(limits.items())
     ]
-    stmt = dialect_insert(session, RateCounter).values(rows)
-    current = RateCounter.window_start
-    # A request from the current window adds one; the first of a new window starts at one.
-    # A straggler from an older window (a slow replica) counts in the newer one.
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[RateCounter.key],
-        set_={
-            "count": case((current >= stmt.excluded.window_start, RateCounter.count + 1), else_=1),
-            "window_start": case(
-                (current >= stmt.excluded.window_start, current),
-                else_=stmt.excluded.window_start,
-            ),
-        },
-    ).returning(RateCounter.key, RateCounter.count, RateCounter.window_start)
+    counted = await ratelimit_repository.count_hits(session, rows)
     retry: int | None = None
-    for key, count, window_start in (await session.execute(stmt)).all():
+    for key, count, window_start in counted:
         limit = limits[key]
-        if int(count) > limit.count:
-            wait = max(1, math.ceil(int(window_start) + limit.seconds - now))
+        if count > limit.count:
+            wait = max(1, math.ceil(window_start + limit.seconds - now))
             retry = max(retry or 0, wait)
     if random.randrange(_CLEANUP_ONE_IN) == 0:
-        await session.execute(
-            delete(RateCounter).where(RateCounter.window_start < now - _STALE_SECONDS)
-        )
+        await ratelimit_repository.delete_stale(session, before=now - _STALE_SECONDS)
     return retry
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Row, delete, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.kit.sql import insert_ignore, insert_ignore_returning
+from app.kit.sql import insert_ignore, insert_ignore_returning, rowcount
 from app.models import (
     Delivery,
     DeliveryStatus,
@@ -192,7 +192,7 @@ async def activate_pending(
         )
         .execution_options(synchronize_session=False)
     )
-    return int(getattr(result, "rowcount", 0) or 0) > 0
+    return rowcount(result) > 0
 
 
 async def mark_unsubscribed(session: AsyncSession, subscription_id: int, *, now: datetime) -> bool:
@@ -208,7 +208,7 @@ async def mark_unsubscribed(session: AsyncSession, subscription_id: int, *, now:
         .values(status=SubscriptionStatus.unsubscribed.value, unsubscribed_at=now, updated_at=now)
         .execution_options(synchronize_session=False)
     )
-    return int(getattr(result, "rowcount", 0) or 0) > 0
+    return rowcount(result) > 0
 
 
 async def skip_queued_deliveries(
@@ -222,7 +222,7 @@ async def skip_queued_deliveries(
         )
         .values(status=DeliveryStatus.skipped.value, last_reply=reason, updated_at=now)
     )
-    return int(getattr(result, "rowcount", 0) or 0)
+    return rowcount(result)
 
 
 async def latest_sent_delivery(
