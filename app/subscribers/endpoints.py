@@ -20,7 +20,7 @@ from app.kit.ids import IdPath
 from app.kit.pagination import Page, PageParamsDep, make_page
 from app.models import SubscriptionStatus
 from app.newsletters.deps import NewsletterDep
-from app.subscribers import repository, service
+from app.subscribers import service
 from app.subscribers.errors import UnsupportedMediaType
 from app.subscribers.importer import import_csv
 from app.subscribers.schemas import (
@@ -57,13 +57,8 @@ async def list_subscribers(
     status: StatusQuery = None,
     q: Annotated[str | None, Query(max_length=320)] = None,
 ) -> Page[SubscriptionRead]:
-    rows = await repository.list_page(
-        session,
-        newsletter_id=newsletter.id,
-        status=status.value if status else None,
-        q=q.strip() if q else None,
-        after_id=page.after_id,
-        limit=page.limit,
+    rows = await service.list_page(
+        session, newsletter, status=status, q=q, after_id=page.after_id, limit=page.limit
     )
     return make_page(
         [SubscriptionRead.build(s, p) for s, p in rows], [s.id for s, _ in rows], page.limit
@@ -189,7 +184,7 @@ async def export_subscribers(
                 # Its own session per page: the request's session is closed by the time
                 # the body streams, and no transaction stays open between pages.
                 async with sessionmaker() as export_session:
-                    page = await repository.export_page(
+                    page = await service.export_page(
                         export_session,
                         newsletter_id=newsletter_id,
                         status=current,

@@ -1,4 +1,6 @@
-"""Subscription rules: adding, public subscribe with double opt-in, confirm, unsubscribe, erase.
+"""Subscription rules: adding, listing, confirm, unsubscribe, changes, erasure.
+
+The public subscribe flow is in signup, the consent proof in consent.
 
 Services flush and never commit; the caller's transaction (one per request) commits the
 subscription and its confirmation email together.
@@ -6,11 +8,13 @@ subscription and its confirmation email together.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.kit.addresses import AddressError, normalise_email
@@ -27,24 +31,11 @@ from app.models import (
     SuppressionReason,
 )
 from app.settings import Settings
-from app.subscribers import repository
+from app.subscribers import consent, repository
+from app.subscribers.consent import ConsentProof
 from app.subscribers.emails import queue_confirmation
 from app.subscribers.schemas import SubscriberAdd, SubscriptionUpdate
 from app.subscribers.suppression import is_suppressed, suppress
-
-# A pending address that is entered again gets the confirmation again, at most this often.
-RESEND_CONFIRMATION_AFTER = timedelta(minutes=10)
-
-
-@dataclass(frozen=True, slots=True)
-class ConsentProof:
-    """How and where consent was given, stored on the subscription."""
-
-    source: str  # form | api | import
-    consent_text: str
-    page: str | None = None
-    ip: str | None = None
-    user_agent: str | None = None
 
 
 def normalise(settings: Settings, value: str, field: str = "email") -> str:
@@ -53,65 +44,6 @@ def normalise(settings: Settings, value: str, field: str = "email") -> str:
         return normalise_email(value, allow_utf8_local=settings.smtputf8)
     except AddressError as exc:
         raise Invalid(field, str(exc)) from None
-
-
-def _proof_values(proof: ConsentProof, status: SubscriptionStatus, now: datetime) -> dict[str, Any]:
-    return {
-        "status": status.value,
-        "source": proof.source,
-        "consent_text": proof.consent_text,
-        "page": proof.page,
-        "ip": proof.ip,
-        "user_agent": proof.user_agent,
-        "requested_at": now,
-        "confirmation_sent_at": None,
-        "confirmed_at": None,
-        "confirmed_ip": None,
-        "confirmed_user_agent": None,
-        "unsubscribed_at": None,
-        "soft_bounces": 0,
-    }
-
-
-async def _subscription_for(
-    session: AsyncSession,
-    newsletter: Newsletter,
-    subscriber: Subscriber,
-    proof: ConsentProof,
-    status: SubscriptionStatus,
-    now: datetime,
-) -> tuple[Subscription | None, bool]:
-    """(the subscription row, whether this call created it); None if a racing call won.
-
-    A new row is inserted in one statement; an existing one is read and locked, so two
-    requests for one address change it one after the other. A new pending row gets its
-    confirmation in the same transaction (queue_confirmation), so it is written with the
-    time it was sent rather than updated for it.
-    """
-    values = {
-        "newsletter_id": newsletter.id,
-        "subscriber_id": subscriber.id,
-        "created_at": now,
-        "updated_at": now,
-        **_proof_values(proof, status, now),
-    }
-    if status is SubscriptionStatus.pending:
-        values["confirmation_sent_at"] = now
-    inserted = await repository.insert_subscription(session, values)
-    if inserted is not None:
-        return inserted, True
-    existing = await repository.get_subscription(
-        session, newsletter.id, subscriber.id, for_update=True
-    )
-    return existing, False
-
-
-def _restart(subscription: Subscription, proof: ConsentProof, status: SubscriptionStatus) -> None:
-    """A new consent for an old subscription: its proof is replaced by the new one."""
-    now = utcnow()
-    for key, value in _proof_values(proof, status, now).items():
-        setattr(subscription, key, value)
-    subscription.updated_at = now
 
 
 async def add_by_editor(
@@ -141,7 +73,7 @@ async def add_by_editor(
             subscriber.attributes = {**(subscriber.attributes or {}), **data.attributes}
     status = SubscriptionStatus.pending if data.double_opt_in else SubscriptionStatus.active
     proof = ConsentProof(source="api", consent_text=data.consent)
-    subscription, inserted = await _subscription_for(
+    subscription, inserted = await consent.subscription_for(
         session, newsletter, subscriber, proof, status, now
     )
     if subscription is None or (
@@ -150,7 +82,7 @@ async def add_by_editor(
         sid = f" (id {subscription.id})" if subscription is not None else ""
         raise Conflict(f"{email} already has an active subscription to this newsletter{sid}")
     if not inserted:
-        _restart(subscription, proof, status)
+        consent.restart(subscription, proof, status)
     await session.flush()
     if status is SubscriptionStatus.pending:
         await queue_confirmation(
@@ -163,61 +95,6 @@ async def add_by_editor(
             now=now,
         )
     return subscription, subscriber
-
-
-async def subscribe_public(
-    session: AsyncSession,
-    *,
-    settings: Settings,
-    signer: Signer,
-    newsletter: Newsletter,
-    email: str,
-    name: str,
-    proof: ConsentProof,
-) -> None:
-    """A reader subscribes through the form or JSON. Returns nothing on purpose.
-
-    Whatever the address's history (new, pending, active, unsubscribed, suppressed) the
-    caller answers the same, so the answer reveals nothing about who is subscribed.
-    """
-    if await is_suppressed(session, email):
-        return
-    now = utcnow()
-    subscriber, _ = await repository.ensure_subscriber(
-        session, email=email, name=name, attributes={}, now=now
-    )
-    target = SubscriptionStatus.pending if newsletter.double_opt_in else SubscriptionStatus.active
-    subscription, inserted = await _subscription_for(
-        session, newsletter, subscriber, proof, target, now
-    )
-    if subscription is None:
-        return
-    send_confirmation = False
-    status = SubscriptionStatus(subscription.status)
-    if inserted:
-        send_confirmation = target is SubscriptionStatus.pending
-    elif status is SubscriptionStatus.pending:
-        if target is SubscriptionStatus.active:
-            _restart(subscription, proof, target)
-        else:
-            last = subscription.confirmation_sent_at
-            send_confirmation = last is None or now - last >= RESEND_CONFIRMATION_AFTER
-    elif status in (SubscriptionStatus.unsubscribed, SubscriptionStatus.bounced):
-        _restart(subscription, proof, target)
-        send_confirmation = target is SubscriptionStatus.pending
-    # active: nothing to do. complained: the reader reported us as spam; a form post
-    # (which anyone can make) does not override that.
-    await session.flush()
-    if send_confirmation:
-        await queue_confirmation(
-            session,
-            settings=settings,
-            signer=signer,
-            newsletter=newsletter,
-            subscription=subscription,
-            subscriber=subscriber,
-            now=now,
-        )
 
 
 class ConfirmOutcome(StrEnum):
@@ -321,6 +198,36 @@ async def unsubscribe(session: AsyncSession, subscription_id: int, *, detail: st
         await _stop_mail(session, subscription.id, now=now, detail=detail)
         return LinkResult(UnsubscribeOutcome.unsubscribed, newsletter, subscriber.email)
     return LinkResult(UnsubscribeOutcome.already, newsletter, subscriber.email)
+
+
+async def list_page(
+    session: AsyncSession,
+    newsletter: Newsletter,
+    *,
+    status: SubscriptionStatus | None,
+    q: str | None,
+    after_id: int,
+    limit: int,
+) -> list[tuple[Subscription, Subscriber]]:
+    """One page of a newsletter's subscriptions by id, `limit + 1` rows (the extra one
+    says there is a next page); `q` matches a part of the address or the name."""
+    return await repository.list_page(
+        session,
+        newsletter_id=newsletter.id,
+        status=status.value if status else None,
+        q=q.strip() if q else None,
+        after_id=after_id,
+        limit=limit,
+    )
+
+
+async def export_page(
+    session: AsyncSession, *, newsletter_id: int, status: str | None, after_id: int, limit: int
+) -> Sequence[Row[Any]]:
+    """One page of the export: the subscriptions with one status after `after_id`."""
+    return await repository.export_page(
+        session, newsletter_id=newsletter_id, status=status, after_id=after_id, limit=limit
+    )
 
 
 async def get_subscription(
