@@ -15,12 +15,17 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import HTMLResponse, Response
 
 from app.kit.errors import NotFound
+
+if TYPE_CHECKING:
+    from aiosmtpd.controller import Controller
+
+    from app.settings import Settings
 
 logger = logging.getLogger("broadsheet.dev")
 MAIL_DIR = Path("var/mail")
@@ -152,28 +157,32 @@ async def _ensure_admin_key(sessionmaker: Any, key_file: Path) -> str:
 
 
 def run_dev(*, host: str, port: int, smtp_port: int) -> None:
-    import uvicorn
-    from aiosmtpd.controller import Controller
-
-    from app.delivery.worker import run_worker
     from app.kit.cli import (
         configure_logging,
         dev_overrides,
         install_event_loop_policy,
         settings_or_exit,
     )
-    from app.kit.db import create_engine, create_sessionmaker
     from app.kit.migrate import upgrade
-    from app.main import create_app
 
     settings = settings_or_exit(**dev_overrides(host=host, port=port, smtp_port=smtp_port))
-    base_url = settings.base_url
     configure_logging(settings)
     # aiosmtpd logs every connection at INFO; the catcher's web page says what arrived.
     logging.getLogger("mail.log").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     Path("var").mkdir(exist_ok=True)
     upgrade(settings.database_url)
+
+    catcher = _start_catcher(smtp_port)
+    install_event_loop_policy()
+    try:
+        asyncio.run(_serve(settings, host=host, port=port, smtp_port=smtp_port))
+    finally:
+        catcher.stop()
+
+
+def _start_catcher(smtp_port: int) -> Controller:
+    from aiosmtpd.controller import Controller
 
     catcher = Controller(_Catcher(MAIL_DIR), hostname="127.0.0.1", port=smtp_port)
     try:
@@ -185,35 +194,39 @@ def run_dev(*, host: str, port: int, smtp_port: int) -> None:
             file=sys.stderr,
         )
         raise SystemExit(2) from None
+    return catcher
 
-    async def main() -> None:
-        engine = create_engine(settings.database_url)
-        app: FastAPI = create_app(settings, engine=engine)
-        app.include_router(mail_router(MAIL_DIR))
-        key = await _ensure_admin_key(create_sessionmaker(engine), Path("var/dev-admin-key"))
-        server = uvicorn.Server(
-            uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
-        )
-        stop = asyncio.Event()
-        worker = asyncio.create_task(run_worker(settings, stop=stop, engine=engine))
-        banner = (
-            f"\n  Broadsheet is running at {base_url}\n"
-            f"  API docs:      {base_url}/docs\n"
-            f"  Caught mail:   {base_url}/_dev/mail  (SMTP catcher on 127.0.0.1:{smtp_port})\n"
-            f"  Admin API key: {key}\n"
-            f"  Database:      {settings.database_url}\n\n"
-            "  Press Ctrl+C to stop.\n"
-        )
-        print(banner, flush=True)  # noqa: T201
-        try:
-            await server.serve()
-        finally:
-            stop.set()
-            await worker
-            await engine.dispose()
 
-    install_event_loop_policy()
+async def _serve(settings: Settings, *, host: str, port: int, smtp_port: int) -> None:
+    """The web server and the worker on one engine, until the server stops (Ctrl+C)."""
+    import uvicorn
+
+    from app.delivery.worker import run_worker
+    from app.kit.db import create_engine, create_sessionmaker
+    from app.main import create_app
+
+    engine = create_engine(settings.database_url)
+    app: FastAPI = create_app(settings, engine=engine)
+    app.include_router(mail_router(MAIL_DIR))
+    key = await _ensure_admin_key(create_sessionmaker(engine), Path("var/dev-admin-key"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
+    )
+    stop = asyncio.Event()
+    worker = asyncio.create_task(run_worker(settings, stop=stop, engine=engine))
+    base_url = settings.base_url
+    banner = (
+        f"\n  Broadsheet is running at {base_url}\n"
+        f"  API docs:      {base_url}/docs\n"
+        f"  Caught mail:   {base_url}/_dev/mail  (SMTP catcher on 127.0.0.1:{smtp_port})\n"
+        f"  Admin API key: {key}\n"
+        f"  Database:      {settings.database_url}\n\n"
+        "  Press Ctrl+C to stop.\n"
+    )
+    print(banner, flush=True)  # noqa: T201
     try:
-        asyncio.run(main())
+        await server.serve()
     finally:
-        catcher.stop()
+        stop.set()
+        await worker
+        await engine.dispose()
