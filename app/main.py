@@ -128,6 +128,21 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def _domain_error(request: Request, exc: BroadsheetError) -> Response:
         return error_response(request, exc.status_code, exc.detail, exc.headers)
 
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+        # FastAPI's default echoes the input back; bytes and very large inputs are dropped
+        # so the error body is always valid JSON and never huge.
+        errors = []
+        for error in exc.errors():
+            item = {k: error[k] for k in ("loc", "msg", "type") if k in error}
+            item["loc"] = [str(part) for part in item.get("loc", ())]
+            errors.append(item)
+        return error_response(request, 422, errors)
+
+    _install_database_error_handlers(app)
+
+
+def _install_database_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OperationalError)
     @app.exception_handler(InterfaceError)
     @app.exception_handler(PoolTimeout)
@@ -154,14 +169,3 @@ def _install_error_handlers(app: FastAPI) -> None:
         return error_response(
             request, 422, "a value is out of range or of the wrong kind for the database"
         )
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
-        # FastAPI's default echoes the input back; bytes and very large inputs are dropped
-        # so the error body is always valid JSON and never huge.
-        errors = []
-        for error in exc.errors():
-            item = {k: error[k] for k in ("loc", "msg", "type") if k in error}
-            item["loc"] = [str(part) for part in item.get("loc", ())]
-            errors.append(item)
-        return error_response(request, 422, errors)
