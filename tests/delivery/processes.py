@@ -53,6 +53,17 @@ class WorkerProcess:
         )
         return self
 
+    def wait_started(self, timeout: float) -> None:
+        """Poll the log until the worker says it started; fail early if it exits."""
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while "worker started" not in self.log():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.log()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"worker not started after {timeout} s:\n{self.log()}")
+            time.sleep(0.05)
+
     def signal(self, sig: signal.Signals) -> None:
         assert self.proc is not None
         self.proc.send_signal(sig)
