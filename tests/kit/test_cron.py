@@ -32,43 +32,61 @@ def test_weekly_tick_is_nine_local_time_in_winter_and_summer() -> None:
     assert summer.local.isoformat() == "2026-06-08T09:00:00+02:00"
 
 
-def test_berlin_spring_forward_fires_a_missing_0230_tick_once_an_hour_later() -> None:
-    # 2026-03-29 in Berlin: 02:00 CET jumps to 03:00 CEST, so 02:30 does not exist.
-    assert local_times("30 2 * * *", "Europe/Berlin", utc(2026, 3, 27, 12), 3) == [
-        "2026-03-28T02:30:00+01:00",
-        "2026-03-29T03:30:00+02:00",
-        "2026-03-30T02:30:00+02:00",
-    ]
+@pytest.mark.parametrize(
+    ("expr", "tz", "after", "expected"),
+    [
+        pytest.param(
+            # 2026-03-29 in Berlin: 02:00 CET jumps to 03:00 CEST, so 02:30 does not exist.
+            "30 2 * * *",
+            "Europe/Berlin",
+            utc(2026, 3, 27, 12),
+            ["2026-03-28T02:30:00+01:00", "2026-03-29T03:30:00+02:00", "2026-03-30T02:30:00+02:00"],
+            id="berlin spring-forward fires the missing 02:30 tick once an hour later",
+        ),
+        pytest.param(
+            # 2026-03-08 in New York: 02:00 EST jumps to 03:00 EDT.
+            "30 2 * * *",
+            "America/New_York",
+            utc(2026, 3, 7, 12),
+            ["2026-03-08T03:30:00-04:00", "2026-03-09T02:30:00-04:00"],
+            id="new york spring-forward fires the missing 02:30 tick once an hour later",
+        ),
+    ],
+)
+def test_spring_forward_fires_a_missing_tick_once_an_hour_later(
+    expr: str, tz: str, after: datetime, expected: list[str]
+) -> None:
+    assert local_times(expr, tz, after, len(expected)) == expected
 
 
-def test_new_york_spring_forward_fires_a_missing_0230_tick_once_an_hour_later() -> None:
-    # 2026-03-08 in New York: 02:00 EST jumps to 03:00 EDT.
-    ticks = next_ticks("30 2 * * *", "America/New_York", utc(2026, 3, 7, 12), 2)
-    assert [t.local.isoformat() for t in ticks] == [
-        "2026-03-08T03:30:00-04:00",
-        "2026-03-09T02:30:00-04:00",
-    ]
-    assert ticks[0].utc == utc(2026, 3, 8, 7, 30)
-
-
-def test_berlin_fall_back_fires_a_repeated_0230_tick_once_at_its_first_occurrence() -> None:
-    # 2026-10-25 in Berlin: 03:00 CEST falls back to 02:00 CET; 02:30 happens twice.
-    ticks = list(
-        ticks_between("30 2 * * *", "Europe/Berlin", utc(2026, 10, 24, 12), utc(2026, 10, 26, 12))
-    )
-    assert [t.local.isoformat() for t in ticks] == [
-        "2026-10-25T02:30:00+02:00",
-        "2026-10-26T02:30:00+01:00",
-    ]
-
-
-def test_new_york_fall_back_fires_a_repeated_0130_tick_once() -> None:
-    # 2026-11-01 in New York: 02:00 EDT falls back to 01:00 EST; 01:30 happens twice.
-    ticks = list(
-        ticks_between("30 1 * * *", "America/New_York", utc(2026, 10, 31, 12), utc(2026, 11, 2, 0))
-    )
-    assert [t.utc for t in ticks] == [utc(2026, 11, 1, 5, 30)]
-    assert ticks[0].local.isoformat() == "2026-11-01T01:30:00-04:00"
+@pytest.mark.parametrize(
+    ("expr", "tz", "start", "end", "expected"),
+    [
+        pytest.param(
+            # 2026-10-25 in Berlin: 03:00 CEST falls back to 02:00 CET; 02:30 happens twice.
+            "30 2 * * *",
+            "Europe/Berlin",
+            utc(2026, 10, 24, 12),
+            utc(2026, 10, 26, 12),
+            ["2026-10-25T02:30:00+02:00", "2026-10-26T02:30:00+01:00"],
+            id="berlin fall-back fires the repeated 02:30 tick once at its first occurrence",
+        ),
+        pytest.param(
+            # 2026-11-01 in New York: 02:00 EDT falls back to 01:00 EST; 01:30 happens twice.
+            "30 1 * * *",
+            "America/New_York",
+            utc(2026, 10, 31, 12),
+            utc(2026, 11, 2, 0),
+            ["2026-11-01T01:30:00-04:00"],
+            id="new york fall-back fires the repeated 01:30 tick once at its first occurrence",
+        ),
+    ],
+)
+def test_fall_back_fires_a_repeated_tick_once_at_its_first_occurrence(
+    expr: str, tz: str, start: datetime, end: datetime, expected: list[str]
+) -> None:
+    # A local time with its offset names one instant, so this also pins the UTC tick.
+    assert [t.local.isoformat() for t in ticks_between(expr, tz, start, end)] == expected
 
 
 def test_a_pass_during_the_repeated_hour_does_not_fire_the_tick_again() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.kit.db import create_engine, create_sessionmaker
@@ -319,69 +320,61 @@ async def _passes_every_five_minutes(
         await run_scheduler_pass(settings, sessionmaker, start + timedelta(minutes=5 * step))
 
 
-async def test_new_york_fall_back_night_fires_the_0130_tick_once(
-    session: AsyncSession, sessionmaker: SessionMaker, settings: Settings
+@pytest.mark.parametrize(
+    ("cron", "timezone", "local_midnight", "hours", "fired_at"),
+    [
+        pytest.param(
+            "30 1 * * *",
+            "America/New_York",
+            datetime(2026, 11, 1, 4, 0, tzinfo=UTC),  # 00:00 EDT
+            4,
+            datetime(2026, 11, 1, 5, 30, tzinfo=UTC),  # the first 01:30 (EDT)
+            id="new york fall-back night fires the repeated 01:30 tick once",
+        ),
+        pytest.param(
+            "30 2 * * *",
+            "Europe/Berlin",
+            datetime(2026, 10, 24, 22, 0, tzinfo=UTC),  # 00:00 CEST
+            5,
+            datetime(2026, 10, 25, 0, 30, tzinfo=UTC),  # the first 02:30 (CEST)
+            id="berlin fall-back night fires the repeated 02:30 tick once",
+        ),
+        pytest.param(
+            "30 2 * * *",
+            "Europe/Berlin",
+            datetime(2026, 3, 28, 23, 0, tzinfo=UTC),  # 00:00 CET
+            4,
+            datetime(2026, 3, 29, 1, 30, tzinfo=UTC),  # 03:30 CEST
+            id="berlin spring-forward night fires the missing 02:30 tick once at 03:30",
+        ),
+        pytest.param(
+            "30 2 * * *",
+            "America/New_York",
+            datetime(2026, 3, 8, 5, 0, tzinfo=UTC),  # 00:00 EST
+            4,
+            datetime(2026, 3, 8, 7, 30, tzinfo=UTC),  # 03:30 EDT
+            id="new york spring-forward night fires the missing 02:30 tick once at 03:30",
+        ),
+    ],
+)
+async def test_a_daylight_saving_night_fires_its_tick_exactly_once(
+    session: AsyncSession,
+    sessionmaker: SessionMaker,
+    settings: Settings,
+    cron: str,
+    timezone: str,
+    local_midnight: datetime,
+    hours: int,
+    fired_at: datetime,
 ) -> None:
-    start = datetime(2026, 11, 1, 4, 0, tzinfo=UTC)  # 00:00 EDT
     newsletter = await create_newsletter(
-        session, cron="30 1 * * *", timezone="America/New_York", checked_at=start
+        session, cron=cron, timezone=timezone, checked_at=local_midnight
     )
     await session.commit()
 
-    await _passes_every_five_minutes(settings, sessionmaker, start, hours=4)
+    await _passes_every_five_minutes(settings, sessionmaker, local_midnight, hours=hours)
 
-    assert await ticks(session, newsletter.id) == [
-        (datetime(2026, 11, 1, 5, 30, tzinfo=UTC), "skipped", None)
-    ]
-
-
-async def test_berlin_fall_back_night_fires_the_0230_tick_once(
-    session: AsyncSession, sessionmaker: SessionMaker, settings: Settings
-) -> None:
-    start = datetime(2026, 10, 24, 22, 0, tzinfo=UTC)  # 00:00 CEST
-    newsletter = await create_newsletter(
-        session, cron="30 2 * * *", timezone="Europe/Berlin", checked_at=start
-    )
-    await session.commit()
-
-    await _passes_every_five_minutes(settings, sessionmaker, start, hours=5)
-
-    assert await ticks(session, newsletter.id) == [
-        (datetime(2026, 10, 25, 0, 30, tzinfo=UTC), "skipped", None)
-    ]
-
-
-async def test_berlin_spring_forward_night_fires_the_missing_0230_tick_once_at_0330(
-    session: AsyncSession, sessionmaker: SessionMaker, settings: Settings
-) -> None:
-    start = datetime(2026, 3, 28, 23, 0, tzinfo=UTC)  # 00:00 CET
-    newsletter = await create_newsletter(
-        session, cron="30 2 * * *", timezone="Europe/Berlin", checked_at=start
-    )
-    await session.commit()
-
-    await _passes_every_five_minutes(settings, sessionmaker, start, hours=4)
-
-    # 01:30 UTC is 03:30 CEST: the 02:30 that did not exist, an hour late.
-    assert await ticks(session, newsletter.id) == [
-        (datetime(2026, 3, 29, 1, 30, tzinfo=UTC), "skipped", None)
-    ]
-
-
-async def test_new_york_spring_forward_night_fires_the_missing_0230_tick_once_at_0330(
-    session: AsyncSession, sessionmaker: SessionMaker, settings: Settings
-) -> None:
-    start = datetime(2026, 3, 8, 5, 0, tzinfo=UTC)  # 00:00 EST
-    newsletter = await create_newsletter(
-        session, cron="30 2 * * *", timezone="America/New_York", checked_at=start
-    )
-    await session.commit()
-
-    await _passes_every_five_minutes(settings, sessionmaker, start, hours=4)
-
-    assert await ticks(session, newsletter.id) == [
-        (datetime(2026, 3, 8, 7, 30, tzinfo=UTC), "skipped", None)
-    ]
+    assert await ticks(session, newsletter.id) == [(fired_at, "skipped", None)]
 
 
 async def test_an_unusable_stored_schedule_is_passed_over(
