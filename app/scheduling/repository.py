@@ -21,7 +21,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload, selectinload
 
-from app.kit.sql import insert_ignore
+from app.kit.sql import insert_ignore, rowcount
 from app.models import Issue, IssueStatus, Newsletter, ScheduleTick, Story
 
 
@@ -115,7 +115,7 @@ async def claim_issue(
     if due_by is not None:
         stmt = stmt.where(Issue.scheduled_at <= due_by)
     result = await session.execute(stmt)
-    return bool(getattr(result, "rowcount", 0))
+    return rowcount(result) > 0
 
 
 async def get_issue(session: AsyncSession, issue_id: int) -> Issue | None:
