@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-from collections.abc import AsyncIterator, Sequence
-from typing import Annotated, Any
+from collections.abc import AsyncIterator
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, status
 from fastapi.responses import StreamingResponse
-from sqlalchemy import Row
 from starlette.datastructures import UploadFile
 
 from app.keys.deps import AdminKey, EditorKey
@@ -22,6 +18,7 @@ from app.models import SubscriptionStatus
 from app.newsletters.deps import NewsletterDep
 from app.subscribers import service
 from app.subscribers.errors import UnsupportedMediaType
+from app.subscribers.exporter import export_csv
 from app.subscribers.importer import import_csv
 from app.subscribers.schemas import (
     ImportResult,
@@ -33,18 +30,6 @@ from app.subscribers.schemas import (
 router = APIRouter(prefix="/api/v1", tags=["subscribers"])
 
 CSV_TYPES = frozenset({"text/csv", "application/csv", "text/plain", "application/vnd.ms-excel", ""})
-EXPORT_PAGE = 1000
-EXPORT_COLUMNS = [
-    "email",
-    "name",
-    "status",
-    "source",
-    "created_at",
-    "confirmed_at",
-    "unsubscribed_at",
-    "attributes",
-]
-EXPORT_STATUS_ORDER = ["active", "pending", "unsubscribed", "bounced", "complained"]
 StatusQuery = Annotated[SubscriptionStatus | None, Query()]
 
 
@@ -134,31 +119,6 @@ async def import_subscribers(
     return ImportResult.model_validate(report.as_dict())
 
 
-def _csv_line(values: list[Any]) -> str:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\r\n").writerow(values)
-    return buffer.getvalue()
-
-
-def _csv_rows(page: Sequence[Row[Any]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    for row in page:
-        writer.writerow(
-            [
-                row.email,
-                row.name,
-                row.status,
-                row.source,
-                row.created_at.isoformat(),
-                row.confirmed_at.isoformat() if row.confirmed_at else "",
-                row.unsubscribed_at.isoformat() if row.unsubscribed_at else "",
-                json.dumps(row.attributes or {}, ensure_ascii=False, sort_keys=True),
-            ]
-        )
-    return buffer.getvalue()
-
-
 @router.get("/newsletters/{slug}/subscribers/export")
 async def export_subscribers(
     request: Request,
@@ -168,39 +128,14 @@ async def export_subscribers(
 ) -> StreamingResponse:
     """Every subscription as CSV, streamed page by page (keyset by id), grouped by status:
     active, pending, unsubscribed, bounced, complained."""
-    sessionmaker = request.app.state.sessionmaker
-    newsletter_id = newsletter.id
-    status_value = status.value if status else None
-
-    # One status after another, each walked by id: every page is then a range scan of
-    # the (newsletter_id, status, id) index, however many rows the newsletter has.
-    statuses = [status_value] if status_value else EXPORT_STATUS_ORDER
-
-    async def rows() -> AsyncIterator[str]:
-        yield _csv_line(EXPORT_COLUMNS)
-        for current in statuses:
-            after_id = 0
-            while True:
-                # Its own session per page: the request's session is closed by the time
-                # the body streams, and no transaction stays open between pages.
-                async with sessionmaker() as export_session:
-                    page = await service.export_page(
-                        export_session,
-                        newsletter_id=newsletter_id,
-                        status=current,
-                        after_id=after_id,
-                        limit=EXPORT_PAGE,
-                    )
-                if not page:
-                    break
-                yield _csv_rows(page)
-                after_id = page[-1].id
-                if len(page) < EXPORT_PAGE:
-                    break
-
+    rows = export_csv(
+        request.app.state.sessionmaker,
+        newsletter_id=newsletter.id,
+        status=status.value if status else None,
+    )
     filename = f"{newsletter.slug}-subscribers.csv"
     return StreamingResponse(
-        rows(),
+        rows,
         media_type="text/csv; charset=utf-8",
         headers={
             "Content-Disposition": f'attachment; filename="{filename}"',

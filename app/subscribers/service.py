@@ -8,13 +8,10 @@ subscription and its confirmation email together.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
 
-from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.kit.addresses import AddressError, normalise_email
@@ -218,15 +215,6 @@ async def list_page(
         q=q.strip() if q else None,
         after_id=after_id,
         limit=limit,
-    )
-
-
-async def export_page(
-    session: AsyncSession, *, newsletter_id: int, status: str | None, after_id: int, limit: int
-) -> Sequence[Row[Any]]:
-    """One page of the export: the subscriptions with one status after `after_id`."""
-    return await repository.export_page(
-        session, newsletter_id=newsletter_id, status=status, after_id=after_id, limit=limit
     )
 
 
