@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
 
-from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.kit.sql import insert_ignore
-from app.models import SendQuota
+from app.delivery import quota_repository
+from app.kit.clock import utcnow
 from app.settings import Settings
 
 GLOBAL = "global"
@@ -60,29 +58,18 @@ class Bucket:
     async def _take(self, want: int) -> tuple[int, float]:
         """Take up to `want` tokens; (granted, seconds until the next one is due)."""
         async with self.sessionmaker() as session, session.begin():
-            now = time.time()
-            row = (
-                await session.execute(
-                    select(SendQuota.tokens, SendQuota.refilled_at)
-                    .where(SendQuota.name == self.name)
-                    .with_for_update()
-                )
-            ).first()
-            if row is None:
-                await insert_ignore(
-                    session,
-                    SendQuota.__table__,  # type: ignore[arg-type]
-                    {"name": self.name, "tokens": 0.0, "refilled_at": now},
-                    ["name"],
-                )
+            # Wall-clock seconds (every worker's clock, stored in the row), from kit.clock
+            # so a test can move time.
+            now = utcnow().timestamp()
+            bucket = await quota_repository.lock_bucket(session, self.name)
+            if bucket is None:
+                await quota_repository.create_bucket(session, self.name, now)
                 return 0, 1.0 / self.rate
-            tokens, refilled_at = float(row[0]), float(row[1])
+            tokens, refilled_at = bucket
             available = min(self.capacity, tokens + max(0.0, now - refilled_at) * self.rate)
             granted = max(0, min(want, math.floor(available)))
-            await session.execute(
-                update(SendQuota)
-                .where(SendQuota.name == self.name)
-                .values(tokens=available - granted, refilled_at=max(now, refilled_at))
+            await quota_repository.store_bucket(
+                session, self.name, available - granted, max(now, refilled_at)
             )
         wait = max(0.005, (1 - (available - granted)) / self.rate)
         return granted, wait

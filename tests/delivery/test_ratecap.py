@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.delivery.ratecap import RateCap
+from app.kit.clock import set_clock
 from app.models import SendQuota
 from app.settings import Settings
 
@@ -60,3 +62,23 @@ async def test_no_cap_means_no_database_round_trip(
         await cap.acquire("a@example.com")
     async with sessionmaker() as session:
         assert (await session.execute(select(SendQuota.name))).scalars().all() == []
+
+
+async def test_a_bucket_refills_by_the_time_on_the_house_clock(
+    sessionmaker: async_sessionmaker[AsyncSession], faulty_settings: Callable[..., Settings]
+) -> None:
+    emptied = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    later = emptied + timedelta(seconds=100)
+    async with sessionmaker() as session, session.begin():
+        session.add(SendQuota(name="global", tokens=0.0, refilled_at=emptied.timestamp()))
+    set_clock(lambda: later)
+    try:
+        cap = RateCap(faulty_settings(send_rate=10), sessionmaker)
+        # 100 s after the bucket was emptied it is full again: a fifth of a second of sends.
+        await cap.acquire("reader@example.com")
+        await cap.acquire("reader@example.com")
+    finally:
+        set_clock(None)
+    async with sessionmaker() as session:
+        row = (await session.execute(select(SendQuota.tokens, SendQuota.refilled_at))).one()
+    assert tuple(row) == (0.0, later.timestamp())

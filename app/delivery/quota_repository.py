@@ -1,0 +1,39 @@
+"""Queries of the rate cap: the shared token buckets in `send_quota`, one row a bucket."""
+
+from __future__ import annotations
+
+from typing import cast
+
+from sqlalchemy import Table, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.kit.sql import insert_ignore
+from app.models import SendQuota
+
+Q = cast(Table, SendQuota.__table__)
+
+
+async def lock_bucket(session: AsyncSession, name: str) -> tuple[float, float] | None:
+    """The bucket's (tokens, refilled_at), or None when it has no row yet.
+
+    FOR UPDATE holds the row until the transaction ends, so on PostgreSQL two workers'
+    takes follow each other instead of spending the same tokens (SQLite ignores it: it
+    has one writer at a time and the rate cap locks per process).
+    """
+    row = (
+        await session.execute(
+            select(Q.c.tokens, Q.c.refilled_at).where(Q.c.name == name).with_for_update()
+        )
+    ).first()
+    return None if row is None else (float(row[0]), float(row[1]))
+
+
+async def create_bucket(session: AsyncSession, name: str, now: float) -> None:
+    """An empty bucket; a worker that created it at the same moment wins, quietly."""
+    await insert_ignore(session, Q, {"name": name, "tokens": 0.0, "refilled_at": now}, ["name"])
+
+
+async def store_bucket(session: AsyncSession, name: str, tokens: float, refilled_at: float) -> None:
+    await session.execute(
+        update(Q).where(Q.c.name == name).values(tokens=tokens, refilled_at=refilled_at)
+    )
