@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
 
-from app.delivery import repository, service
+from app.delivery import send_repository, service
 from app.delivery.schemas import (
     CancelResult,
     DeliveryItem,
@@ -110,7 +110,7 @@ async def issue_deliveries(
             f"must be one of {', '.join(s.value for s in DeliveryStatus)}",
             where="query",
         )
-    rows = await repository.list_deliveries(
+    rows = await send_repository.list_deliveries(
         session, issue.id, status=status, after_id=page.after_id, limit=page.limit
     )
     items = [DeliveryItem(**row._asdict()) for row in rows]

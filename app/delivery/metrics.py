@@ -18,7 +18,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.delivery import repository
+from app.delivery import send_repository
+from app.delivery.repository import PENDING
 
 MESSAGES = Counter(
     "broadsheet_messages",
@@ -80,8 +81,8 @@ async def render(session: AsyncSession) -> bytes:
     """The text exposition: process metrics plus gauges read from the database now."""
     register_process_collectors()
     db_registry = CollectorRegistry()
-    pending = await repository.pending_counts(session)
-    per_issue = await repository.in_flight_counts(session)
+    pending = await send_repository.pending_counts(session)
+    per_issue = await send_repository.in_flight_counts(session)
 
     class _Db(Collector):
         def collect(self) -> Iterable[GaugeMetricFamily]:
@@ -90,7 +91,7 @@ async def render(session: AsyncSession) -> bytes:
                 "Deliveries not yet final, by state (the whole queue).",
                 labels=["state"],
             )
-            for state in repository.PENDING:
+            for state in PENDING:
                 states.add_metric([state], pending.get(state, 0))
             yield states
             depth = GaugeMetricFamily(
@@ -108,7 +109,7 @@ async def render(session: AsyncSession) -> bytes:
             for issue_id, state, count in per_issue:
                 progress.add_metric([str(issue_id), state], int(count))
                 totals[issue_id] = totals.get(issue_id, 0) + int(count)
-                if state not in repository.PENDING:
+                if state not in PENDING:
                     final[issue_id] = final.get(issue_id, 0) + int(count)
             yield progress
             ratio = GaugeMetricFamily(

@@ -1,7 +1,9 @@
-"""Every query of the delivery engine.
+"""The delivery engine's queries: claim, leases, outcomes (used by `sqlstore.SqlStore`).
 
 The hot path (claim, record outcomes) uses Core statements returning plain tuples:
-no ORM object per recipient, one statement per batch, never one per message.
+no ORM object per recipient, one statement per batch, never one per message. The send
+API's queries (enqueue, cancel, requeue, progress) are in `send_repository`, the rate
+cap's in `quota_repository`.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from sqlalchemy import (
     bindparam,
     exists,
     func,
-    insert,
     literal,
     or_,
     select,
@@ -30,17 +31,14 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.kit.db import UTCDateTime
-from app.kit.sql import dialect_name
+from app.kit.sql import dialect_name, rowcount
 from app.models import (
     Delivery,
     DeliveryStatus,
-    Event,
-    EventKind,
     Issue,
     IssueStatus,
     Subscriber,
     Subscription,
-    SubscriptionStatus,
     Suppression,
 )
 
@@ -49,9 +47,6 @@ I = cast(Table, Issue.__table__)  # noqa: E741
 S = cast(Table, Subscription.__table__)
 SB = cast(Table, Subscriber.__table__)
 SUP = cast(Table, Suppression.__table__)
-EV = cast(Table, Event.__table__)
-
-_RECIPIENTS = D.join(S, S.c.id == D.c.subscription_id).join(SB, SB.c.id == S.c.subscriber_id)
 
 # Deliveries that still have to go out (everything else is final).
 PENDING = (DeliveryStatus.queued.value, DeliveryStatus.sending.value)
@@ -72,36 +67,6 @@ class Claimed(NamedTuple):
     name: str
     subscription_status: str
     suppressed: bool
-
-
-# -- enqueue ------------------------------------------------------------------------------
-
-
-async def enqueue_deliveries(session: AsyncSession, issue_id: int, newsletter_id: int) -> int:
-    """One delivery per active, non-suppressed subscription, in ONE INSERT ... SELECT."""
-    now = literal(None, UTCDateTime).label("updated_at")
-    source = (
-        select(
-            literal(issue_id, BigInteger).label("issue_id"),
-            S.c.id,
-            literal(DeliveryStatus.queued.value, String).label("status"),
-            literal(0, Integer).label("attempts"),
-            now,
-        )
-        .select_from(S.join(SB, SB.c.id == S.c.subscriber_id))
-        .where(
-            S.c.newsletter_id == newsletter_id,
-            S.c.status == SubscriptionStatus.active.value,
-            ~exists().where(SUP.c.email == SB.c.email),
-        )
-        .order_by(S.c.id)
-    )
-    result = await session.execute(
-        insert(D).from_select(
-            ["issue_id", "subscription_id", "status", "attempts", "updated_at"], source
-        )
-    )
-    return int(getattr(result, "rowcount", 0) or 0)
 
 
 # -- claim ----------------------------------------------------------------------------------
@@ -172,6 +137,27 @@ async def claim_batch(
             },
         )
         return [Claimed(*row) for row in result.all()]
+    return await _claim_sqlite(
+        session,
+        owner=owner,
+        issue_ids=issue_ids,
+        after_id=after_id,
+        limit=limit,
+        expires=expires,
+        now=now,
+    )
+
+
+async def _claim_sqlite(
+    session: AsyncSession,
+    *,
+    owner: str,
+    issue_ids: Sequence[int],
+    after_id: int,
+    limit: int,
+    expires: datetime,
+    now: datetime,
+) -> list[Claimed]:
     # SQLite: one worker process and one writer at a time, so a plain UPDATE on a
     # subquery is the claim; RETURNING may only name the updated table, hence a second
     # (indexed) read for the address and the send-time checks.
@@ -195,6 +181,11 @@ async def claim_batch(
     ids = [row[0] for row in claimed.all()]
     if not ids:
         return []
+    return await _claimed_details(session, ids)
+
+
+async def _claimed_details(session: AsyncSession, ids: Sequence[int]) -> list[Claimed]:
+    """The address and the send-time checks of freshly claimed rows (SQLite's second read)."""
     details = await session.execute(
         select(
             D.c.id,
@@ -241,7 +232,7 @@ async def renew_leases(session: AsyncSession, owner: str, expires: datetime) -> 
         .where(D.c.status == DeliveryStatus.sending.value, D.c.lease_owner == owner)
         .values(lease_expires_at=expires)
     )
-    return int(getattr(result, "rowcount", 0) or 0)
+    return rowcount(result)
 
 
 async def reclaim_expired(
@@ -267,7 +258,7 @@ async def reclaim_expired(
         )
         .values(status=DeliveryStatus.queued.value, lease_owner=None, lease_expires_at=None)
     )
-    return int(getattr(result, "rowcount", 0) or 0)
+    return rowcount(result)
 
 
 async def cancel_leftovers(session: AsyncSession, now: datetime) -> int:
@@ -278,7 +269,7 @@ async def cancel_leftovers(session: AsyncSession, now: datetime) -> int:
         .where(D.c.status == DeliveryStatus.queued.value, D.c.issue_id.in_(cancelled))
         .values(status=DeliveryStatus.cancelled.value, updated_at=now)
     )
-    return int(getattr(result, "rowcount", 0) or 0)
+    return rowcount(result)
 
 
 async def finish_issues(session: AsyncSession, issue_ids: Sequence[int], now: datetime) -> int:
@@ -291,7 +282,7 @@ async def finish_issues(session: AsyncSession, issue_ids: Sequence[int], now: da
         .where(I.c.id.in_(list(issue_ids)), I.c.status == IssueStatus.sending.value, ~pending)
         .values(status=IssueStatus.sent.value, finished_at=now, sent_at=now, updated_at=now)
     )
-    return int(getattr(result, "rowcount", 0) or 0)
+    return rowcount(result)
 
 
 # -- outcomes -------------------------------------------------------------------------------
@@ -356,37 +347,6 @@ async def reset_soft_bounces(session: AsyncSession, subscription_ids: Sequence[i
         )
 
 
-async def add_soft_bounce(session: AsyncSession, subscription_id: int) -> int:
-    """Count one more soft bounce in a row; the new count."""
-    await session.execute(
-        update(S).where(S.c.id == subscription_id).values(soft_bounces=S.c.soft_bounces + 1)
-    )
-    result = await session.execute(select(S.c.soft_bounces).where(S.c.id == subscription_id))
-    return int(result.scalar_one_or_none() or 0)
-
-
-async def add_event(
-    session: AsyncSession,
-    kind: EventKind,
-    *,
-    issue_id: int | None,
-    delivery_id: int | None,
-    subscription_id: int | None,
-    detail: str | None,
-    now: datetime,
-) -> None:
-    await session.execute(
-        insert(EV).values(
-            kind=kind.value,
-            issue_id=issue_id,
-            delivery_id=delivery_id,
-            subscription_id=subscription_id,
-            detail=detail,
-            created_at=now,
-        )
-    )
-
-
 async def record_policy_refusals(
     session: AsyncSession, issue_id: int, run: int, *, reset: bool, now: datetime
 ) -> int:
@@ -403,106 +363,4 @@ async def pause_issue(session: AsyncSession, issue_id: int, reason: str, now: da
         .where(I.c.id == issue_id, I.c.status == IssueStatus.sending.value)
         .values(status=IssueStatus.paused.value, pause_reason=reason, updated_at=now)
     )
-    return bool(getattr(result, "rowcount", 0))
-
-
-# -- progress -------------------------------------------------------------------------------
-
-
-async def counts_by_status(session: AsyncSession, issue_id: int) -> dict[str, int]:
-    result = await session.execute(
-        select(D.c.status, func.count()).where(D.c.issue_id == issue_id).group_by(D.c.status)
-    )
-    return {row[0]: int(row[1]) for row in result.all()}
-
-
-async def event_counts(session: AsyncSession, issue_id: int) -> dict[str, tuple[int, int]]:
-    """Per event kind: (events, distinct deliveries) for one issue."""
-    result = await session.execute(
-        select(EV.c.kind, func.count(), func.count(func.distinct(EV.c.delivery_id)))
-        .where(EV.c.issue_id == issue_id)
-        .group_by(EV.c.kind)
-    )
-    return {row[0]: (int(row[1]), int(row[2])) for row in result.all()}
-
-
-async def list_deliveries(
-    session: AsyncSession, issue_id: int, *, status: str | None, after_id: int, limit: int
-) -> list[Any]:
-    query = (
-        select(
-            D.c.id,
-            SB.c.email,
-            D.c.status,
-            D.c.attempts,
-            D.c.last_reply,
-            D.c.message_id,
-            D.c.sent_at,
-        )
-        .select_from(_RECIPIENTS)
-        .where(D.c.issue_id == issue_id, D.c.id > after_id)
-        .order_by(D.c.id)
-        .limit(limit + 1)
-    )
-    if status is not None:
-        query = query.where(D.c.status == status)
-    return list((await session.execute(query)).all())
-
-
-async def requeue_failed(session: AsyncSession, issue_id: int, now: datetime) -> int:
-    result = await session.execute(
-        update(D)
-        .where(D.c.issue_id == issue_id, D.c.status == DeliveryStatus.failed.value)
-        .values(
-            status=DeliveryStatus.queued.value,
-            attempts=0,
-            next_attempt_at=None,
-            lease_owner=None,
-            lease_expires_at=None,
-            updated_at=now,
-        )
-    )
-    return int(getattr(result, "rowcount", 0) or 0)
-
-
-async def cancel_queued(session: AsyncSession, issue_id: int, now: datetime) -> int:
-    result = await session.execute(
-        update(D)
-        .where(D.c.issue_id == issue_id, D.c.status == DeliveryStatus.queued.value)
-        .values(status=DeliveryStatus.cancelled.value, updated_at=now)
-    )
-    return int(getattr(result, "rowcount", 0) or 0)
-
-
-async def delivery_by_message_id(session: AsyncSession, message_id: str) -> Any | None:
-    result = await session.execute(
-        select(D.c.id, D.c.issue_id, D.c.subscription_id).where(D.c.message_id == message_id)
-    )
-    return result.first()
-
-
-async def in_flight_counts(session: AsyncSession) -> list[Any]:
-    """(issue_id, status, count) for every issue sending or paused: progress per issue."""
-    active = select(I.c.id).where(
-        I.c.status.in_([IssueStatus.sending.value, IssueStatus.paused.value])
-    )
-    result = await session.execute(
-        select(D.c.issue_id, D.c.status, func.count())
-        .where(D.c.issue_id.in_(active))
-        .group_by(D.c.issue_id, D.c.status)
-    )
-    return list(result.all())
-
-
-async def pending_counts(session: AsyncSession) -> dict[str, int]:
-    """Queued and sending deliveries across every issue (queue depth).
-
-    One count per status, so each reads its own partial index (ix_delivery_queued_id,
-    ix_delivery_sending_lease_expires_at) rather than the whole table.
-    """
-    counts = {
-        status: select(func.count()).select_from(D).where(D.c.status == status).scalar_subquery()
-        for status in PENDING
-    }
-    row = (await session.execute(select(*counts.values()))).one()
-    return {status: int(n) for status, n in zip(counts, row, strict=True) if n}
+    return rowcount(result) > 0

@@ -16,7 +16,7 @@ from anyio import to_thread
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.delivery import repository
+from app.delivery import send_repository
 from app.delivery.engine import notify_statement
 from app.delivery.outbox import enqueue_mail
 from app.issues import lifecycle
@@ -73,7 +73,7 @@ async def start_send(session: AsyncSession, issue: Issue, *, settings: Settings)
     # event loop, so the API keeps answering meanwhile. It touches no database.
     await to_thread.run_sync(freeze_issue, issue, newsletter, stories, settings)
     await session.flush()
-    recipients = await repository.enqueue_deliveries(session, issue.id, issue.newsletter_id)
+    recipients = await send_repository.enqueue_deliveries(session, issue.id, issue.newsletter_id)
     issue.recipients = recipients
     if recipients >= ANALYZE_AFTER and dialect_name(session) == "postgresql":
         # The claim query's plan depends on how many rows are queued; with statistics
@@ -127,7 +127,7 @@ async def cancel(session: AsyncSession, issue: Issue) -> int:
         finished_at=now,
         updated_at=now,
     )
-    return await repository.cancel_queued(session, issue.id, now)
+    return await send_repository.cancel_queued(session, issue.id, now)
 
 
 async def resend_failed(session: AsyncSession, issue: Issue) -> int:
@@ -136,7 +136,7 @@ async def resend_failed(session: AsyncSession, issue: Issue) -> int:
     status = await issues_service.current_status(session, issue.id)
     if status not in (IssueStatus.sent.value, IssueStatus.sending.value, IssueStatus.paused.value):
         raise Conflict(f"cannot resend to failed deliveries of an issue that is {status}")
-    requeued = await repository.requeue_failed(session, issue.id, now)
+    requeued = await send_repository.requeue_failed(session, issue.id, now)
     if requeued and status == IssueStatus.sent.value:
         await lifecycle.move_or_conflict(
             session,
@@ -150,8 +150,8 @@ async def resend_failed(session: AsyncSession, issue: Issue) -> int:
 
 
 async def stats(session: AsyncSession, issue: Issue) -> dict[str, Any]:
-    counts = await repository.counts_by_status(session, issue.id)
-    events = await repository.event_counts(session, issue.id)
+    counts = await send_repository.counts_by_status(session, issue.id)
+    events = await send_repository.event_counts(session, issue.id)
     fresh = (
         await session.execute(
             select(

@@ -110,10 +110,6 @@ class SqlStore:
         async with self.sessionmaker() as session, session.begin():
             return await repository.finish_issues(session, sorted(issue_ids), utcnow())
 
-    async def queue_depth(self) -> dict[str, int]:
-        async with self.sessionmaker() as session:
-            return await repository.pending_counts(session)
-
     # -- leases ---------------------------------------------------------------------
 
     async def claim(

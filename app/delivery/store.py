@@ -83,10 +83,6 @@ class Store(Protocol):
         """Issues with nothing queued or sending left become `sent`; how many did."""
         ...
 
-    async def queue_depth(self) -> dict[str, int]:
-        """Queued and sending deliveries across every issue."""
-        ...
-
 
 class OutboxStore(Protocol):
     """The outbox's database side (transactional mail, stored as ready bytes)."""

@@ -143,13 +143,6 @@ class MemoryStore:
                 done += 1
         return done
 
-    async def queue_depth(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for row in self.rows.values():
-            if row.status in ("queued", "sending"):
-                counts[row.status] = counts.get(row.status, 0) + 1
-        return counts
-
 
 def _issue(settings: Settings) -> tuple[Issue, Newsletter]:
     """A frozen issue built in memory (the real rendering, no database)."""
