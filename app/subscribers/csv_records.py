@@ -89,6 +89,22 @@ class Record:
     bad_utf8: bool
 
 
+def _decode(raw: bytes, *, first: bool) -> tuple[str, int, bool]:
+    """(the line's text, its length in bytes, whether it was valid UTF-8).
+
+    The first line may start with a byte order mark: UTF-8's is dropped, a UTF-16 one
+    means the whole file is in an encoding we do not read.
+    """
+    if first:
+        if raw.startswith(_UTF16_BOMS):
+            raise Invalid("file", "the file is UTF-16 text; save it as CSV UTF-8")
+        raw = raw.removeprefix(_UTF8_BOM)
+    try:
+        return raw.decode("utf-8"), len(raw), True
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", "surrogateescape"), len(raw), False
+
+
 async def records(
     chunks: AsyncIterable[bytes],
     invalid: Callable[[int, str], None],
@@ -109,19 +125,12 @@ async def records(
             invalid(lineno, f"line is longer than {MAX_LINE_BYTES} bytes")
             continue
         assert isinstance(raw, bytes)
-        if lineno == 1:
-            if raw.startswith(_UTF16_BOMS):
-                raise Invalid("file", "the file is UTF-16 text; save it as CSV UTF-8")
-            raw = raw.removeprefix(_UTF8_BOM)
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            text = raw.decode("utf-8", "surrogateescape")
-            bad_utf8 = True
+        text, length, valid = _decode(raw, first=lineno == 1)
+        bad_utf8 = bad_utf8 or not valid
         if not lines:
             start = lineno
         lines.append(text)
-        size += len(raw)
+        size += length
         in_quotes = _ends_in_quotes(text, in_quotes)
         if in_quotes:
             if size > MAX_RECORD_BYTES:

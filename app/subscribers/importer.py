@@ -111,20 +111,8 @@ def _cell(cells: list[str], index: int | None) -> str:
     return cells[index] if index is not None and index < len(cells) else ""
 
 
-def _parse_row(record: Record, header: _Header, allow_utf8_local: bool) -> _Row | str:
-    """A valid row, or the reason it is invalid."""
-    if record.bad_utf8:
-        return "is not valid UTF-8 text"
-    cells = record.cells
-    try:
-        email = normalise_email(_cell(cells, header.email), allow_utf8_local=allow_utf8_local)
-    except AddressError as exc:
-        return f"email: {exc}"
-    name = _cell(cells, header.name).strip()
-    if has_line_break(name):
-        return "name: must not contain line breaks or control characters"
-    if len(name) > MAX_NAME:
-        return f"name: longer than {MAX_NAME} characters"
+def _attributes(cells: list[str], header: _Header) -> dict[str, Any] | str:
+    """A row's attributes (its JSON column, then the other columns), or why they are invalid."""
     attributes: dict[str, Any] = {}
     raw_json = _cell(cells, header.attributes_json).strip()
     if raw_json:
@@ -143,6 +131,26 @@ def _parse_row(record: Record, header: _Header, allow_utf8_local: bool) -> _Row 
             attributes[key] = value
     if attributes and len(json.dumps(attributes)) > MAX_ATTRIBUTES_JSON:
         return f"attributes: more than {MAX_ATTRIBUTES_JSON} characters together"
+    return attributes
+
+
+def _parse_row(record: Record, header: _Header, allow_utf8_local: bool) -> _Row | str:
+    """A valid row, or the reason it is invalid."""
+    if record.bad_utf8:
+        return "is not valid UTF-8 text"
+    cells = record.cells
+    try:
+        email = normalise_email(_cell(cells, header.email), allow_utf8_local=allow_utf8_local)
+    except AddressError as exc:
+        return f"email: {exc}"
+    name = _cell(cells, header.name).strip()
+    if has_line_break(name):
+        return "name: must not contain line breaks or control characters"
+    if len(name) > MAX_NAME:
+        return f"name: longer than {MAX_NAME} characters"
+    attributes = _attributes(cells, header)
+    if isinstance(attributes, str):
+        return attributes
     return _Row(record.line, email, name, attributes)
 
 
