@@ -28,13 +28,12 @@ import uuid
 from app.delivery.claimer import Claimer
 from app.delivery.retry import Backoff, RetryPolicy
 from app.delivery.senders import DRAIN_SECONDS, IssueBook, Limiter, SenderPool
-from app.delivery.sqlstore import notify_statement
 from app.delivery.store import Store
 from app.delivery.transport import TransportFactory
 from app.delivery.writer import OutcomeWriter
 from app.settings import Settings
 
-__all__ = ["DeliveryEngine", "notify_statement", "worker_id"]
+__all__ = ["DeliveryEngine", "worker_id"]
 
 logger = logging.getLogger("broadsheet.delivery")
 

@@ -17,8 +17,8 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.delivery import send_repository
-from app.delivery.engine import notify_statement
 from app.delivery.outbox import enqueue_mail
+from app.delivery.sqlstore import notify_statement
 from app.issues import lifecycle
 from app.issues import service as issues_service
 from app.issues.lifecycle import Action
