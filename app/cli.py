@@ -79,7 +79,7 @@ def worker(
     ] = False,
 ) -> None:
     """Deliver mail (issues and transactional) and run the scheduler loop until SIGTERM."""
-    from app.delivery.worker import run_worker
+    from app.worker import run_worker
 
     settings = settings_or_exit()
     configure_logging(settings)

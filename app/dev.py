@@ -201,9 +201,9 @@ async def _serve(settings: Settings, *, host: str, port: int, smtp_port: int) ->
     """The web server and the worker on one engine, until the server stops (Ctrl+C)."""
     import uvicorn
 
-    from app.delivery.worker import run_worker
     from app.kit.db import create_engine, create_sessionmaker
     from app.main import create_app
+    from app.worker import run_worker
 
     engine = create_engine(settings.database_url)
     app: FastAPI = create_app(settings, engine=engine)

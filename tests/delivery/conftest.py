@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.delivery.worker import run_worker
 from app.settings import Settings
+from app.worker import run_worker
 from tests.conftest import make_settings
 from tests.delivery.faulty_smtp import FaultyServer
 

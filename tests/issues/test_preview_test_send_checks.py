@@ -11,10 +11,10 @@ from httpx import ASGITransport, AsyncClient
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from app.delivery.worker import run_worker
 from app.main import create_app
 from app.models import Delivery, Issue, OutboxMessage
 from app.settings import Settings
+from app.worker import run_worker
 from tests.conftest import make_settings
 from tests.issues.factories import create_issue, create_newsletter, create_subscription
 from tests.smtp import MailSink

@@ -11,10 +11,10 @@ from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from app.delivery.worker import run_worker
 from app.kit.links import unsubscribe_url
 from app.models import Newsletter
 from app.settings import Settings
+from app.worker import run_worker
 from tests.smtp import Captured, MailSink
 from tests.subscribers.factories import confirm_link, subscription_of
 
