@@ -32,6 +32,7 @@ import httpx
 import pytest
 
 from tests.conftest import ROOT, SECRET, TEST_DB
+from tests.factories import wait_healthy
 from tests.smtp import MailSink, free_port
 
 # The install under test uses SQLite on its own whatever the suite's database is: running
@@ -195,17 +196,9 @@ def running(
                     stdout=subprocess.DEVNULL,
                     stderr=log,
                 )
-        deadline = time.monotonic() + WAIT
-        while True:
-            try:
-                if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            exited = [n for n, p in processes.items() if p.poll() is not None]
-            if exited or time.monotonic() > deadline:
-                raise AssertionError(f"the API did not start; exited: {exited}\n{_tail(logs)}")
-            time.sleep(0.1)
+        wait_healthy(
+            f"{base_url}/healthz", WAIT, processes=processes.values(), logs=lambda: _tail(logs)
+        )
         yield base_url
         assert list(workdir.iterdir()) == [], "the installed commands wrote into the cwd"
     finally:

@@ -17,7 +17,7 @@ import pytest
 from httpx import AsyncClient
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tests.issues.factories import create_newsletter
+from tests.factories import create_newsletter
 from tests.rendering.emails import LONG_TOKEN, confirmation_email_html, issue_email_html
 
 CHROMIUM = Path("/usr/bin/chromium")

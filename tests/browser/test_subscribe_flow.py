@@ -14,15 +14,14 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.kit.links import unsubscribe_url
 from app.kit.tokens import Signer
 from tests.conftest import ROOT, SECRET
+from tests.factories import confirm_link, create_gazette, subscription_of, wait_healthy
 from tests.smtp import MailSink, free_port
-from tests.subscribers.factories import confirm_link, create_newsletter, subscription_of
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -64,16 +63,7 @@ def server(database_url: str, smtp_server: tuple[MailSink, int]) -> Iterator[str
         for command in commands
     ]
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
-                raise RuntimeError("the API did not start")
-            time.sleep(0.1)
+        wait_healthy(f"{base_url}/healthz", 30, processes=processes)
         yield base_url
     finally:
         for process in processes:
@@ -116,7 +106,7 @@ async def test_a_reader_subscribes_confirms_and_unsubscribes_in_a_real_browser(
     from playwright.async_api import Browser
 
     assert isinstance(browser, Browser)
-    newsletter = await create_newsletter(
+    newsletter = await create_gazette(
         session,
         description="Five stories worth your time, every Monday morning. Hand-picked, no ads.",
         from_name="Ada at the Gazette",

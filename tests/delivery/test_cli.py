@@ -11,9 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from app.settings import Settings
 from tests.conftest import ROOT
 from tests.delivery.conftest import running_worker
-from tests.delivery.factories import seed
 from tests.delivery.faulty_smtp import FaultyServer
-from tests.delivery.processes import worker_env
+from tests.factories import seed, worker_env
 
 
 async def run_cli(env: dict[str, str], *args: str) -> tuple[int, str]:

@@ -20,8 +20,8 @@ from app.models import (
 )
 from app.settings import Settings
 from tests.delivery.conftest import running_worker, wait_until
-from tests.delivery.factories import create_issue, create_newsletter, create_readers, seed
 from tests.delivery.faulty_smtp import DROP, FaultyServer
+from tests.factories import create_issue, create_newsletter, create_readers, seed
 
 Maker = async_sessionmaker[AsyncSession]
 

@@ -6,7 +6,7 @@ from httpx import AsyncClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tests.delivery.factories import seed
+from tests.factories import seed
 
 
 async def test_metrics_show_queue_depth_and_progress_of_an_issue_in_flight(

@@ -8,22 +8,28 @@ SMTP server, and counts the copies each reader received.
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.delivery.service import start_send
 from app.issues import service as issues
 from app.kit.db import unit_of_work
-from app.models import Delivery, Issue
 from app.settings import Settings
-from tests.delivery.factories import seed
 from tests.delivery.faulty_smtp import DROP, FaultyServer
-from tests.delivery.processes import KILL, TERM, WorkerProcess, copies, wait_for, worker_env
+from tests.factories import (
+    WorkerProcess,
+    copies,
+    delivery_statuses,
+    issue_status,
+    seed,
+    wait_for,
+    worker_env,
+)
 
 Maker = async_sessionmaker[AsyncSession]
 
@@ -36,13 +42,13 @@ def spawn(
 
     def start(**settings: object) -> WorkerProcess:
         env = worker_env(database_url, faulty.url, **settings)
-        worker = WorkerProcess(env, tmp_path / f"worker-{len(started)}.log").start()
+        worker = WorkerProcess(env, tmp_path / f"worker-{len(started)}.log")
         started.append(worker)
         return worker
 
     yield start
     for worker in started:
-        worker.stop()
+        worker.close()
 
 
 async def start_issue(
@@ -57,25 +63,24 @@ async def start_issue(
 
 async def wait_sent(sessionmaker: Maker, issue_id: int, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
         async with sessionmaker() as session:
-            status = (
-                await session.execute(select(Issue.status).where(Issue.id == issue_id))
-            ).scalar_one()
-        if status == "sent":
-            return
+            if await issue_status(session, issue_id) == "sent":
+                return
+        assert time.monotonic() < deadline, f"issue {issue_id} not sent after {timeout} s"
         await asyncio.sleep(0.2)
-    raise AssertionError(f"issue {issue_id} not sent in time")
 
 
-async def counts(sessionmaker: Maker, issue_id: int) -> dict[str, int]:
-    async with sessionmaker() as session:
-        rows = await session.execute(
-            select(Delivery.status, func.count())
-            .where(Delivery.issue_id == issue_id)
-            .group_by(Delivery.status)
-        )
-        return {str(r[0]): int(r[1]) for r in rows.all()}
+async def assert_everyone_got_it_within_the_bound(
+    sessionmaker: Maker, issue_id: int, emails: list[str], faulty: FaultyServer, pool: int
+) -> None:
+    """After a SIGKILL: all sent, every reader reached, repeats at most the crash bound
+    (the pool in flight plus one unflushed batch), each repeat with the same Message-ID."""
+    assert await delivery_statuses(sessionmaker, issue_id) == {"sent": len(emails)}
+    per_reader, ids = copies(faulty.sink.messages)
+    assert set(per_reader) == set(emails)
+    assert sum(n - 1 for n in per_reader.values()) <= pool + 100
+    assert all(len(found) == 1 for found in ids.values())
 
 
 async def test_sigterm_mid_send_loses_nothing_and_repeats_nothing(
@@ -89,14 +94,13 @@ async def test_sigterm_mid_send_loses_nothing_and_repeats_nothing(
     faulty.sink.accept_delay = 0.004
     worker = spawn(smtp_pool_size=4, batch_size=100)
     wait_for(lambda: faulty.sink.count() >= 100, 60, "the send to get going")
-    worker.signal(TERM)
-    assert worker.wait(timeout=30) == 0, worker.log()
-    assert "worker stopped" in worker.log()  # it drained and said so, not cut off
+    assert worker.terminate(timeout=30) == 0, worker.output()
+    assert "worker stopped" in worker.output()  # it drained and said so, not cut off
     delivered = faulty.sink.count()
     assert 0 < delivered < readers  # stopped mid-send
     # Every accepted message recorded as sent; the rest back in the queue, none left
     # leased to the stopped worker and none lost.
-    assert await counts(sessionmaker, issue_id) == {
+    assert await delivery_statuses(sessionmaker, issue_id) == {
         "sent": delivered,
         "queued": readers - delivered,
     }
@@ -117,16 +121,10 @@ async def test_sigkill_mid_send_repeats_at_most_the_bound_with_the_same_message_
     faulty.sink.accept_delay = 0.004
     worker = spawn(smtp_pool_size=pool, lease_seconds=2)
     wait_for(lambda: faulty.sink.count() >= 130, 60, "the send to get going")
-    worker.signal(KILL)
-    worker.wait(timeout=10)
+    worker.kill()
     spawn(smtp_pool_size=pool, lease_seconds=2)
     await wait_sent(sessionmaker, issue_id)
-    assert await counts(sessionmaker, issue_id) == {"sent": readers}
-    per_reader, ids = copies(faulty.sink.messages)
-    assert set(per_reader) == set(emails)
-    repeats = sum(n - 1 for n in per_reader.values())
-    assert repeats <= pool + 100
-    assert all(len(found) == 1 for found in ids.values())
+    await assert_everyone_got_it_within_the_bound(sessionmaker, issue_id, emails, faulty, pool)
 
 
 async def test_workers_on_postgresql_share_one_send_without_overlap(
@@ -145,9 +143,9 @@ async def test_workers_on_postgresql_share_one_send_without_overlap(
     per_reader, _ = copies(faulty.sink.messages)
     assert per_reader == dict.fromkeys(emails, 1)
     for worker in workers:
-        worker.signal(TERM)
+        worker.process.send_signal(signal.SIGTERM)
     for worker in workers:
-        assert worker.wait(timeout=30) == 0
+        assert worker.terminate(timeout=30) == 0
 
 
 async def test_send_rate_holds_for_all_workers_together(
@@ -186,12 +184,7 @@ async def test_sigkill_with_a_faulty_smtp_server_still_delivers_everyone_within_
     faulty.sink.add("rcpt", "", to=emails[7::100], delay=0.5)  # slow replies
     worker = spawn(smtp_pool_size=pool, lease_seconds=3, max_attempts=5)
     wait_for(lambda: faulty.sink.count() >= readers // 3, 120, "a third of the send")
-    worker.signal(KILL)
-    worker.wait(timeout=10)
+    worker.kill()
     spawn(smtp_pool_size=pool, lease_seconds=3, max_attempts=5)
     await wait_sent(sessionmaker, issue_id, timeout=300)
-    assert await counts(sessionmaker, issue_id) == {"sent": readers}
-    per_reader, ids = copies(faulty.sink.messages)
-    assert set(per_reader) == set(emails)
-    assert sum(n - 1 for n in per_reader.values()) <= pool + 100
-    assert all(len(found) == 1 for found in ids.values())
+    await assert_everyone_got_it_within_the_bound(sessionmaker, issue_id, emails, faulty, pool)

@@ -26,9 +26,8 @@ from app.main import create_app
 from app.models import Delivery, Event, Installation, Newsletter
 from tests.conftest import make_settings
 from tests.delivery.conftest import running_worker, wait_until
-from tests.delivery.factories import create_issue, create_readers
 from tests.delivery.faulty_smtp import FaultyServer, FaultySink
-from tests.newsletters.test_newsletters_api import newsletter_body
+from tests.factories import create_issue, create_readers, newsletter_body
 from tests.rendering.test_dkim import (
     TAMPERINGS,
     TAMPERINGS_WITHOUT_REPLY_TO,

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.kit.db import unit_of_work
 from app.models import Subscriber
-from tests.delivery.factories import create_newsletter
+from tests.factories import create_newsletter
 from tests.reliability.harness import ApiServer, report, worker_env
 
 # The server may grow by this much over its resting size while eating any of the files
@@ -99,7 +99,7 @@ async def api(
     database_url: str, sessionmaker: async_sessionmaker[AsyncSession], tmp_path: Path
 ) -> AsyncIterator[ApiServer]:
     async with unit_of_work(sessionmaker) as session:
-        await create_newsletter(session, slug="imports")
+        await create_newsletter(session, slug="imports", double_opt_in=False)
     server = ApiServer(
         worker_env(
             database_url, "smtp://127.0.0.1:1", BROADSHEET_ADMIN_API_KEY="csv-admin-key-0123456789"

@@ -19,7 +19,7 @@ from schemathesis import checks
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.kit.db import unit_of_work
-from tests.delivery.factories import create_issue, create_newsletter, create_readers
+from tests.factories import create_issue, create_newsletter, create_readers
 from tests.reliability.harness import ApiServer, report, worker_env
 
 ADMIN_KEY = "schemathesis-admin-key-0123456789"
@@ -54,7 +54,7 @@ def server(
 
 async def seeded(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
     async with unit_of_work(sessionmaker) as session:
-        newsletter = await create_newsletter(session, slug="weekly")
+        newsletter = await create_newsletter(session, double_opt_in=False)
         await create_readers(session, newsletter, 3)
         await create_issue(session, newsletter)
 

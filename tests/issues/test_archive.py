@@ -7,14 +7,14 @@ from httpx import AsyncClient
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import Issue, Newsletter
-from tests.issues.factories import create_issue, create_newsletter
+from tests.factories import create_issue, create_newsletter
 from tests.rendering.test_issue_message import XSS, assert_no_executable_markup
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 
 
 async def sent(session: AsyncSession, newsletter: Newsletter, day: int, **kw: object) -> Issue:
-    issue, _ = await create_issue(
+    issue = await create_issue(
         session,
         newsletter,
         status="sent",
@@ -69,7 +69,7 @@ async def test_unsent_unknown_and_malformed_issue_numbers_are_404(
     client: AsyncClient, session: AsyncSession
 ) -> None:
     newsletter = await create_newsletter(session)
-    draft, _ = await create_issue(session, newsletter)
+    draft = await create_issue(session, newsletter)
     for status in ("draft", "ready", "scheduled", "sending", "cancelled"):
         draft.status = status
         await session.commit()

@@ -9,7 +9,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import Issue, Story
-from tests.issues.factories import create_newsletter
+from tests.factories import create_newsletter
 
 ISSUE = {
     "subject": "Issue of the week",

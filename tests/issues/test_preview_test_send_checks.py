@@ -16,7 +16,7 @@ from app.models import Delivery, Issue, OutboxMessage
 from app.settings import Settings
 from app.worker import run_worker
 from tests.conftest import make_settings
-from tests.issues.factories import create_issue, create_newsletter, create_subscription
+from tests.factories import create_issue, create_newsletter, create_subscription, stories_of
 from tests.smtp import MailSink
 
 
@@ -30,7 +30,7 @@ async def test_preview_html_text_and_eml_show_the_sample_subscriber(
     client: AsyncClient, editor_headers: dict[str, str], session: AsyncSession
 ) -> None:
     newsletter = await create_newsletter(session)
-    issue, _ = await create_issue(session, newsletter, stories=2)
+    issue = await create_issue(session, newsletter, stories=2)
     url = f"/api/v1/issues/{issue.id}/preview"
     html = await client.get(url, headers=editor_headers)
     assert html.status_code == 200
@@ -58,7 +58,7 @@ async def test_preview_renders_the_current_draft_content(
     client: AsyncClient, editor_headers: dict[str, str], session: AsyncSession
 ) -> None:
     newsletter = await create_newsletter(session)
-    issue, _ = await create_issue(session, newsletter, stories=1)
+    issue = await create_issue(session, newsletter, stories=1)
     await client.patch(
         f"/api/v1/issues/{issue.id}", json={"intro": "Fresh *intro*"}, headers=editor_headers
     )
@@ -72,7 +72,8 @@ async def test_preview_of_a_sending_issue_shows_the_frozen_rendering(
     from app.rendering.prepared import freeze_issue
 
     newsletter = await create_newsletter(session)
-    issue, stories = await create_issue(session, newsletter, stories=1)
+    issue = await create_issue(session, newsletter, stories=1)
+    stories = await stories_of(session, issue)
     freeze_issue(issue, newsletter, stories, settings)
     issue.status = "sending"
     # The content changes underneath (directly in the table); the frozen copy wins.
@@ -87,7 +88,7 @@ async def test_test_send_queues_one_outbox_message_per_address_and_no_delivery(
     client: AsyncClient, editor_headers: dict[str, str], session: AsyncSession
 ) -> None:
     newsletter = await create_newsletter(session)
-    issue, _ = await create_issue(session, newsletter, stories=2)
+    issue = await create_issue(session, newsletter, stories=2)
     subscription = await create_subscription(session, newsletter, "reader@example.org", "Ria")
     response = await client.post(
         f"/api/v1/issues/{issue.id}/test",
@@ -128,7 +129,7 @@ async def test_test_send_refuses_bad_recipient_lists(
     client: AsyncClient, editor_headers: dict[str, str], session: AsyncSession, payload: object
 ) -> None:
     newsletter = await create_newsletter(session)
-    issue, _ = await create_issue(session, newsletter)
+    issue = await create_issue(session, newsletter)
     response = await client.post(
         f"/api/v1/issues/{issue.id}/test", json=payload, headers=editor_headers
     )
@@ -145,7 +146,7 @@ async def test_test_send_arrives_in_the_mailbox_through_the_worker(
     mailbox: MailSink,
 ) -> None:
     newsletter = await create_newsletter(session)
-    issue, _ = await create_issue(session, newsletter, stories=3)
+    issue = await create_issue(session, newsletter, stories=3)
     response = await client.post(
         f"/api/v1/issues/{issue.id}/test", json={"to": ["me@example.com"]}, headers=editor_headers
     )
@@ -177,7 +178,7 @@ async def test_checks_pass_for_a_complete_issue(
 ) -> None:
     newsletter = await create_newsletter(session)
     story_overrides = [{"image_alt": "A chart"}, {}, {"image_alt": "A photo"}]
-    issue, _ = await create_issue(session, newsletter, stories=3, story_overrides=story_overrides)
+    issue = await create_issue(session, newsletter, stories=3, story_overrides=story_overrides)
     response = await client.get(f"/api/v1/issues/{issue.id}/check", headers=editor_headers)
     assert response.status_code == 200
     body = response.json()
@@ -195,7 +196,7 @@ async def test_checks_report_each_problem_with_its_severity_and_place(
     client: AsyncClient, editor_headers: dict[str, str], session: AsyncSession
 ) -> None:
     newsletter = await create_newsletter(session, postal_address="")
-    issue, _ = await create_issue(
+    issue = await create_issue(
         session,
         newsletter,
         stories=2,
@@ -228,11 +229,11 @@ async def test_checks_flag_an_empty_issue_and_an_oversized_one(
     client: AsyncClient, editor_headers: dict[str, str], session: AsyncSession
 ) -> None:
     newsletter = await create_newsletter(session)
-    empty, _ = await create_issue(session, newsletter, stories=0, intro="")
+    empty = await create_issue(session, newsletter, stories=0, intro="")
     body = (await client.get(f"/api/v1/issues/{empty.id}/check", headers=editor_headers)).json()
     assert ("issue_empty", "error") in {(f["code"], f["severity"]) for f in body["findings"]}
     big_body = "A paragraph of text that keeps going. " * 400
-    large, _ = await create_issue(
+    large = await create_issue(
         session, newsletter, stories=8, story_overrides=[{"body": big_body}] * 8
     )
     body = (await client.get(f"/api/v1/issues/{large.id}/check", headers=editor_headers)).json()
@@ -251,7 +252,8 @@ async def test_one_click_unsubscribe_from_a_personalised_copy_really_unsubscribe
     from app.rendering.prepared import Recipient, freeze_issue, prepare_issue
 
     newsletter = await create_newsletter(session)
-    issue, stories = await create_issue(session, newsletter, stories=1)
+    issue = await create_issue(session, newsletter, stories=1)
+    stories = await stories_of(session, issue)
     subscription = await create_subscription(session, newsletter, "leaver@example.org", "Lee")
     freeze_issue(issue, newsletter, stories, settings)
     prepared = prepare_issue(
@@ -295,7 +297,7 @@ async def test_checks_catch_a_replaced_template_without_unsubscribe_link_or_addr
         make_settings(database_url, smtp_server[1], templates_dir=tmp_path), engine=engine
     )
     newsletter = await create_newsletter(session)
-    issue, _ = await create_issue(session, newsletter, stories=1)
+    issue = await create_issue(session, newsletter, stories=1)
     transport = ASGITransport(app=app)
     async with AsyncClient(transport=transport, base_url="http://testserver") as client:
         response = await client.get(f"/api/v1/issues/{issue.id}/check", headers=editor_headers)
@@ -328,7 +330,7 @@ async def test_checks_warn_when_the_base_url_is_not_https_outside_dev(
     settings = make_settings(database_url, smtp_server[1], base_url=base_url, dev=dev)
     newsletter = await create_newsletter(session)
     story_overrides = [{"image_alt": "A chart"}, {}, {"image_alt": "A photo"}]
-    issue, _ = await create_issue(session, newsletter, stories=3, story_overrides=story_overrides)
+    issue = await create_issue(session, newsletter, stories=3, story_overrides=story_overrides)
     transport = ASGITransport(app=create_app(settings, engine=engine))
     async with AsyncClient(transport=transport, base_url="http://testserver") as client:
         response = await client.get(f"/api/v1/issues/{issue.id}/check", headers=editor_headers)

@@ -5,32 +5,7 @@ from typing import Any
 import pytest
 from httpx import AsyncClient
 
-LINE_BREAKS = [
-    "\r",
-    "\n",
-    "\x00",
-    "\x0b",
-    "\x0c",
-    "\x1c",
-    "\x1d",
-    "\x1e",
-    "\x85",
-    "\u2028",
-    "\u2029",
-]
-
-
-def newsletter_body(**overrides: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "slug": "weekly",
-        "name": "The Weekly",
-        "description": "Five links worth your time, every Monday.",
-        "from_name": "The Weekly",
-        "from_email": "news@example.com",
-        "postal_address": "1 Main Street, Springfield",
-    }
-    body.update(overrides)
-    return body
+from tests.factories import LINE_BREAKS, newsletter_body
 
 
 async def test_editor_creates_reads_lists_and_updates_a_newsletter(

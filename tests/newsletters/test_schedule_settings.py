@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import Newsletter
-from tests.newsletters.test_newsletters_api import newsletter_body
+from tests.factories import newsletter_body
 
 
 @pytest.mark.parametrize(

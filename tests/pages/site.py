@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.kit.links import confirm_token, unsubscribe_token
 from app.kit.tokens import Signer
 from app.models import Subscriber, Subscription
-from tests.issues.factories import create_issue, create_newsletter
+from tests.factories import create_issue, create_newsletter
 
 # One unbroken 120-character word, as a pasted token or URL would be.
 LONG_WORD = "Supercalifragilistic" * 6
@@ -87,7 +87,7 @@ async def build_site(session: AsyncSession, signer: Signer) -> Site:
         "| Year | Readers |\n| --- | --- |\n| 2025 | 1,200 |\n| 2026 | 3,400 |\n\n"
         f"Run `broadsheet send {LONG_WORD}` to try it."
     )
-    issue, _ = await create_issue(
+    issue = await create_issue(
         session,
         newsletter,
         stories=len(stories),

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.harness import SinkServer, Worker, worker_env
+from tests.factories import WorkerProcess
+from tests.reliability.harness import SinkServer, worker_env
 
 
 @pytest.fixture
@@ -18,7 +19,7 @@ def sink_server() -> Iterator[SinkServer]:
     server.stop()
 
 
-SpawnWorker = Callable[..., Worker]
+SpawnWorker = Callable[..., WorkerProcess]
 
 
 @pytest.fixture
@@ -26,11 +27,11 @@ def spawn_worker(
     database_url: str, sink_server: SinkServer, tmp_path: Path
 ) -> Iterator[SpawnWorker]:
     """Start `broadsheet worker --no-scheduler` processes; any still alive are killed after."""
-    workers: list[Worker] = []
+    workers: list[WorkerProcess] = []
 
-    def spawn(*args: str, **env: str) -> Worker:
+    def spawn(*args: str, **env: str) -> WorkerProcess:
         log = tmp_path / f"worker-{len(workers)}.log"
-        worker = Worker(
+        worker = WorkerProcess(
             worker_env(database_url, sink_server.url, **env),
             log,
             *(args or ("worker", "--no-scheduler")),

@@ -7,8 +7,6 @@ import asyncio
 import os
 import random
 import re
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -19,13 +17,17 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 from httpx import AsyncClient
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.kit.db import unit_of_work
-from app.models import Delivery
-from tests.conftest import SECRET
-from tests.delivery.factories import create_issue, create_newsletter, create_readers
+from tests.factories import (
+    WorkerProcess,
+    create_issue,
+    create_newsletter,
+    create_readers,
+    delivery_statuses,
+)
+from tests.factories import worker_env as child_env
 from tests.smtp import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -149,60 +151,19 @@ def outcome_of(
     )
 
 
+# The fault suites' workers: short leases, many attempts, a larger pool, a quick timeout.
+RELIABILITY = {
+    "lease_seconds": 3,
+    "max_attempts": 50,
+    "smtp_pool_size": 8,
+    "smtp_timeout_seconds": 5,
+}
+
+
 def worker_env(database_url: str, smtp_url: str, **overrides: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BROADSHEET_")}
-    env.update(
-        {
-            "BROADSHEET_DATABASE_URL": database_url,
-            "BROADSHEET_SMTP_URL": smtp_url,
-            "BROADSHEET_SECRET_KEY": SECRET,
-            "BROADSHEET_BASE_URL": "http://testserver",
-            "BROADSHEET_LEASE_SECONDS": "3",
-            "BROADSHEET_RETRY_BACKOFF_SECONDS": "0.2",
-            "BROADSHEET_MAX_ATTEMPTS": "50",
-            "BROADSHEET_SMTP_POOL_SIZE": "8",
-            "BROADSHEET_SMTP_TIMEOUT_SECONDS": "5",
-            "BROADSHEET_LOG_LEVEL": "INFO",
-        }
-    )
-    env.update(overrides)
-    return env
-
-
-class Worker:
-    """`python -m app.cli worker` as a child process, its stderr kept in a file."""
-
-    def __init__(self, env: dict[str, str], log: Path, *args: str) -> None:
-        self.log = log
-        self._file = log.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", *args],
-            cwd=log.parent,  # no .env here
-            env=env,
-            stdout=self._file,
-            stderr=subprocess.STDOUT,
-        )
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=30)
-
-    def terminate(self, timeout: float = 60) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=timeout)
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=30)
-        self._file.close()
-
-    def output(self) -> str:
-        if not self._file.closed:
-            self._file.flush()
-        return self.log.read_text(errors="replace")
+    """The shared child environment with the RELIABILITY settings; `overrides` are
+    environment variables (`BROADSHEET_LEASE_SECONDS="30"`)."""
+    return {**child_env(database_url, smtp_url, **RELIABILITY), **overrides}
 
 
 async def seed_send(
@@ -215,7 +176,7 @@ async def seed_send(
 ) -> tuple[int, list[str]]:
     """A newsletter with `readers` active readers and an issue, sent through the API."""
     async with unit_of_work(sessionmaker) as session:
-        newsletter = await create_newsletter(session, slug=slug)
+        newsletter = await create_newsletter(session, slug=slug, double_opt_in=False)
         emails = await create_readers(session, newsletter, readers, prefix=f"{slug}-")
         issue = await create_issue(session, newsletter)
         issue_id = issue.id
@@ -225,24 +186,12 @@ async def seed_send(
     return issue_id, emails
 
 
-async def delivery_statuses(
-    sessionmaker: async_sessionmaker[AsyncSession], issue_id: int
-) -> dict[str, int]:
-    async with sessionmaker() as session:
-        rows = await session.execute(
-            select(Delivery.status, func.count())
-            .where(Delivery.issue_id == issue_id)
-            .group_by(Delivery.status)
-        )
-        return {status: int(count) for status, count in rows.all()}
-
-
 async def wait_settled(
     sessionmaker: async_sessionmaker[AsyncSession],
     issue_id: int,
     *,
     timeout: float,
-    worker: Worker | None = None,
+    worker: WorkerProcess | None = None,
 ) -> dict[str, int]:
     """Poll until every delivery of the issue is in a final state (bounded by `timeout`)."""
     deadline = time.monotonic() + timeout
@@ -263,7 +212,7 @@ async def wait_settled(
 
 
 async def wait_for_count(
-    sink: CountingSink, count: int, *, timeout: float, worker: Worker | None = None
+    sink: CountingSink, count: int, *, timeout: float, worker: WorkerProcess | None = None
 ) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -281,7 +230,7 @@ class ApiServer:
     def __init__(self, env: dict[str, str], log: Path) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.worker = Worker(env, log, "serve", "--port", str(self.port))
+        self.worker = WorkerProcess(env, log, "serve", "--port", str(self.port))
 
     async def wait_ready(self, client: AsyncClient, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout

@@ -19,9 +19,9 @@ from httpx import ASGITransport, AsyncClient
 from app.kit.db import create_engine, create_sessionmaker
 from app.main import create_app
 from tests.conftest import make_settings, migrate
+from tests.factories import WorkerProcess
 from tests.reliability.harness import (
     SinkServer,
-    Worker,
     outcome_of,
     report,
     seed_send,
@@ -82,13 +82,13 @@ async def test_a_full_disk_gives_clear_errors_and_nothing_is_lost(
     headers = {"Authorization": f"Bearer {ADMIN}"}
     transport = ASGITransport(app=app, raise_app_exceptions=False)
     log_dir = tiny_disk.parent
-    worker: Worker | None = None
+    worker: WorkerProcess | None = None
     try:
         async with AsyncClient(transport=transport, base_url="http://testserver") as client:
             issue_id, emails = await seed_send(
                 sessionmaker, client, headers, readers=200, slug="diskfull"
             )
-            worker = Worker(
+            worker = WorkerProcess(
                 worker_env(url, sink_server.url, BROADSHEET_LEASE_SECONDS="30"),
                 log_dir / "worker.log",
                 "worker",

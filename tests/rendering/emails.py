@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import Newsletter, OutboxMessage
-from tests.issues.factories import create_issue
+from tests.factories import create_issue
 
 LONG_TOKEN = "Supercalifragilistic" * 6
 LONG_URL = "https://example.org/" + "a-very-long-path-segment" * 4 + "abcd"
@@ -42,7 +42,7 @@ async def issue_email_html(
 ) -> str:
     """The HTML part of a ten-story issue, as the editor's preview shows it."""
     bodies = [{"body": STORY_BODY + (LONG_WORDS if i == 0 else "")} for i in range(10)]
-    issue, _ = await create_issue(session, paper, stories=10, story_overrides=bodies)
+    issue = await create_issue(session, paper, stories=10, story_overrides=bodies)
     response = await client.get(f"/api/v1/issues/{issue.id}/preview", headers=editor_headers)
     assert response.status_code == 200, response.text
     return response.text

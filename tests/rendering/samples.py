@@ -9,11 +9,11 @@ from app.kit.tokens import Signer
 from app.models import Issue, Newsletter, Story
 from app.settings import Settings
 from tests.conftest import make_settings
+from tests.factories import NEWSLETTER
 
 SECRET = b"rendering-test-secret-0123456789"
 # The installation tag a worker reads from its database (app.kit.ids.installation_tag).
 INSTALLATION = message_id_tag("sample installation")
-POSTAL = "Broadsheet Ltd\n1 Fleet Street\nLondon EC4Y 1AA"
 LONG_BODY = (
     "Researchers published *new findings* on Tuesday, with [the full paper]"
     "(https://example.org/paper?id=42&lang=en) and a summary that runs on for a while "
@@ -35,20 +35,7 @@ def signer() -> Signer:
 
 
 def newsletter(**overrides: Any) -> Newsletter:
-    values: dict[str, Any] = {
-        "id": 1,
-        "slug": "weekly",
-        "name": "The Weekly",
-        "description": "",
-        "from_name": "The Weekly Desk",
-        "from_email": "desk@news.example.com",
-        "reply_to": "editor@news.example.com",
-        "postal_address": POSTAL,
-        "timezone": "UTC",
-        "track_opens": False,
-        "track_clicks": False,
-        "template": "default",
-    }
+    values: dict[str, Any] = {"id": 1, "description": "", **NEWSLETTER}
     values.update(overrides)
     return Newsletter(**values)
 

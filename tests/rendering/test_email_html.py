@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.rendering.inlining import inline_css
 from app.rendering.markdown import render_markdown
-from tests.issues.factories import create_newsletter
+from tests.factories import create_newsletter
 from tests.rendering.emails import confirmation_email_html, issue_email_html
 from tests.validators import vnu_check
 

@@ -16,7 +16,7 @@ from app.kit.clock import set_clock
 from app.models import Issue, IssueStatus, Story
 from app.scheduling.runner import run_scheduler_pass
 from app.settings import Settings
-from tests.scheduling.factories import create_issue, create_newsletter
+from tests.factories import create_issue, create_scheduled_newsletter
 
 NOW = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)  # a Wednesday
 # A year whose 7 December is ahead of the real clock, which the schedule endpoint reads.
@@ -34,7 +34,7 @@ def fixed_clock() -> Iterator[None]:
 async def test_marking_a_draft_ready_makes_it_the_next_issue(
     session: AsyncSession, client: AsyncClient, editor_headers: Headers
 ) -> None:
-    newsletter = await create_newsletter(session)
+    newsletter = await create_scheduled_newsletter(session)
     issue = await create_issue(session, newsletter, stories=2)
     await session.commit()
 
@@ -50,7 +50,7 @@ async def test_marking_a_draft_ready_makes_it_the_next_issue(
 async def test_marking_a_ready_issue_ready_again_changes_nothing(
     session: AsyncSession, client: AsyncClient, editor_headers: Headers
 ) -> None:
-    newsletter = await create_newsletter(session)
+    newsletter = await create_scheduled_newsletter(session)
     earlier = NOW - timedelta(days=1)
     issue = await create_issue(session, newsletter, status=IssueStatus.ready, ready_at=earlier)
     await session.commit()
@@ -64,8 +64,8 @@ async def test_marking_a_ready_issue_ready_again_changes_nothing(
 async def test_an_empty_issue_cannot_be_marked_ready(
     session: AsyncSession, client: AsyncClient, editor_headers: Headers
 ) -> None:
-    newsletter = await create_newsletter(session)
-    issue = await create_issue(session, newsletter, stories=0)
+    newsletter = await create_scheduled_newsletter(session)
+    issue = await create_issue(session, newsletter, stories=0, intro="")
     await session.commit()
 
     response = await client.post(f"/api/v1/issues/{issue.id}/ready", headers=editor_headers)
@@ -78,7 +78,7 @@ async def test_an_empty_issue_cannot_be_marked_ready(
 async def test_only_a_draft_can_be_marked_ready(
     status: IssueStatus, session: AsyncSession, client: AsyncClient, editor_headers: Headers
 ) -> None:
-    newsletter = await create_newsletter(session)
+    newsletter = await create_scheduled_newsletter(session)
     issue = await create_issue(session, newsletter, status=status)
     await session.commit()
 
@@ -91,7 +91,7 @@ async def test_only_a_draft_can_be_marked_ready(
 async def test_a_ready_issue_can_go_back_to_draft(
     session: AsyncSession, client: AsyncClient, editor_headers: Headers
 ) -> None:
-    newsletter = await create_newsletter(session)
+    newsletter = await create_scheduled_newsletter(session)
     issue = await create_issue(session, newsletter, status=IssueStatus.ready, ready_at=NOW)
     await session.commit()
 
@@ -105,7 +105,7 @@ async def test_a_ready_issue_can_go_back_to_draft(
 async def test_scheduling_sets_the_time_in_utc(
     session: AsyncSession, client: AsyncClient, editor_headers: Headers
 ) -> None:
-    newsletter = await create_newsletter(session)
+    newsletter = await create_scheduled_newsletter(session)
     issue = await create_issue(session, newsletter)
     await session.commit()
 
@@ -125,7 +125,7 @@ async def test_scheduling_sets_the_time_in_utc(
 async def test_a_time_without_an_offset_is_refused(
     session: AsyncSession, client: AsyncClient, editor_headers: Headers
 ) -> None:
-    newsletter = await create_newsletter(session)
+    newsletter = await create_scheduled_newsletter(session)
     issue = await create_issue(session, newsletter)
     await session.commit()
 
@@ -142,7 +142,7 @@ async def test_a_time_without_an_offset_is_refused(
 async def test_a_time_in_the_past_is_refused(
     session: AsyncSession, client: AsyncClient, editor_headers: Headers
 ) -> None:
-    newsletter = await create_newsletter(session)
+    newsletter = await create_scheduled_newsletter(session)
     issue = await create_issue(session, newsletter)
     await session.commit()
 
@@ -161,7 +161,7 @@ async def test_a_time_in_the_past_is_refused(
 async def test_a_time_too_far_ahead_is_refused(
     at: str, session: AsyncSession, client: AsyncClient, editor_headers: Headers
 ) -> None:
-    newsletter = await create_newsletter(session)
+    newsletter = await create_scheduled_newsletter(session)
     issue = await create_issue(session, newsletter)
     await session.commit()
 
@@ -176,7 +176,7 @@ async def test_a_time_too_far_ahead_is_refused(
 async def test_a_sent_issue_cannot_be_scheduled(
     session: AsyncSession, client: AsyncClient, editor_headers: Headers
 ) -> None:
-    newsletter = await create_newsletter(session)
+    newsletter = await create_scheduled_newsletter(session)
     issue = await create_issue(session, newsletter, status=IssueStatus.sent)
     await session.commit()
 
@@ -193,7 +193,7 @@ async def test_a_sent_issue_cannot_be_scheduled(
 async def test_unscheduling_returns_the_issue_to_draft(
     method: str, session: AsyncSession, client: AsyncClient, editor_headers: Headers
 ) -> None:
-    newsletter = await create_newsletter(session)
+    newsletter = await create_scheduled_newsletter(session)
     issue = await create_issue(
         session, newsletter, status=IssueStatus.scheduled, scheduled_at=NOW + timedelta(days=1)
     )
@@ -214,7 +214,7 @@ async def test_an_unscheduled_issue_is_not_sent_when_its_time_comes(
     sessionmaker: async_sessionmaker[AsyncSession],
     settings: Settings,
 ) -> None:
-    newsletter = await create_newsletter(session, cron=None)
+    newsletter = await create_scheduled_newsletter(session, cron=None)
     issue = await create_issue(session, newsletter)
     await session.commit()
     at = NOW + timedelta(hours=1)
@@ -231,7 +231,7 @@ async def test_an_unscheduled_issue_is_not_sent_when_its_time_comes(
 async def test_scheduling_needs_a_key_and_a_known_issue(
     session: AsyncSession, client: AsyncClient, editor_headers: Headers
 ) -> None:
-    newsletter = await create_newsletter(session)
+    newsletter = await create_scheduled_newsletter(session)
     issue = await create_issue(session, newsletter)
     await session.commit()
 
@@ -245,7 +245,9 @@ async def test_scheduling_needs_a_key_and_a_known_issue(
 async def test_the_first_upcoming_story_creates_the_upcoming_draft(
     session: AsyncSession, client: AsyncClient, editor_headers: Headers
 ) -> None:
-    newsletter = await create_newsletter(session, cron="0 9 * * MON", timezone="Europe/Berlin")
+    newsletter = await create_scheduled_newsletter(
+        session, cron="0 9 * * MON", timezone="Europe/Berlin"
+    )
     await session.commit()
 
     response = await client.post(
@@ -268,7 +270,7 @@ async def test_the_first_upcoming_story_creates_the_upcoming_draft(
 async def test_later_upcoming_stories_are_appended_to_the_same_draft(
     session: AsyncSession, client: AsyncClient, editor_headers: Headers
 ) -> None:
-    newsletter = await create_newsletter(session)
+    newsletter = await create_scheduled_newsletter(session)
     await session.commit()
     path = f"/api/v1/newsletters/{newsletter.slug}/upcoming/stories"
 
@@ -285,7 +287,7 @@ async def test_later_upcoming_stories_are_appended_to_the_same_draft(
 async def test_the_upcoming_draft_is_the_newest_draft(
     session: AsyncSession, client: AsyncClient, editor_headers: Headers
 ) -> None:
-    newsletter = await create_newsletter(session)
+    newsletter = await create_scheduled_newsletter(session)
     await create_issue(session, newsletter, stories=1)
     newest = await create_issue(session, newsletter, stories=3)
     await create_issue(session, newsletter, status=IssueStatus.ready, stories=1)
@@ -304,7 +306,7 @@ async def test_the_upcoming_draft_is_the_newest_draft(
 async def test_once_the_draft_is_ready_the_next_story_starts_a_new_draft(
     session: AsyncSession, client: AsyncClient, editor_headers: Headers
 ) -> None:
-    newsletter = await create_newsletter(session)
+    newsletter = await create_scheduled_newsletter(session)
     await session.commit()
     path = f"/api/v1/newsletters/{newsletter.slug}/upcoming/stories"
     first = await client.post(path, json={"title": "One"}, headers=editor_headers)
@@ -319,7 +321,7 @@ async def test_once_the_draft_is_ready_the_next_story_starts_a_new_draft(
 async def test_concurrent_upcoming_stories_share_one_new_draft(
     session: AsyncSession, client: AsyncClient, editor_headers: Headers
 ) -> None:
-    newsletter = await create_newsletter(session)
+    newsletter = await create_scheduled_newsletter(session)
     await session.commit()
     path = f"/api/v1/newsletters/{newsletter.slug}/upcoming/stories"
 
@@ -356,7 +358,7 @@ async def test_concurrent_upcoming_stories_share_one_new_draft(
 async def test_an_invalid_upcoming_story_is_refused(
     story: dict[str, str], session: AsyncSession, client: AsyncClient, editor_headers: Headers
 ) -> None:
-    newsletter = await create_newsletter(session)
+    newsletter = await create_scheduled_newsletter(session)
     await session.commit()
 
     response = await client.post(
@@ -388,7 +390,7 @@ async def test_the_schedule_shows_next_ticks_issues_and_recent_outcomes(
     sessionmaker: async_sessionmaker[AsyncSession],
     settings: Settings,
 ) -> None:
-    newsletter = await create_newsletter(
+    newsletter = await create_scheduled_newsletter(
         session,
         cron="0 9 * * MON",
         timezone="Europe/Berlin",
@@ -437,7 +439,7 @@ async def test_the_schedule_shows_next_ticks_issues_and_recent_outcomes(
 async def test_a_newsletter_without_a_schedule_has_no_ticks(
     session: AsyncSession, client: AsyncClient, editor_headers: Headers
 ) -> None:
-    newsletter = await create_newsletter(session, cron=None)
+    newsletter = await create_scheduled_newsletter(session, cron=None)
     await session.commit()
 
     response = await client.get(
@@ -458,7 +460,7 @@ async def test_stories_appended_while_the_tick_sends_the_draft_are_never_lost(
     settings: Settings,
 ) -> None:
     tick = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
-    newsletter = await create_newsletter(
+    newsletter = await create_scheduled_newsletter(
         session, checked_at=tick - timedelta(hours=1), auto_send_upcoming=True
     )
     draft = await create_issue(session, newsletter, stories=1)

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.kit.clock import utcnow
 from app.models import Subscriber, Subscription
-from tests.scheduling.factories import create_issue, create_newsletter, issue_status, ticks
+from tests.factories import create_issue, create_scheduled_newsletter, issue_status, schedule_ticks
 from tests.scheduling.processes import command_env, finish, run_due_at_once, start
 from tests.smtp import MailSink
 
@@ -37,12 +37,12 @@ async def test_an_issue_marked_ready_goes_out_once_at_the_next_minute(
     subscribers = 5
     now = utcnow()
     next_tick = (now + timedelta(minutes=1)).replace(second=0, microsecond=0)
-    newsletter = await create_newsletter(
+    newsletter = await create_scheduled_newsletter(
         session,
         cron="* * * * *",
         timezone="Europe/Berlin",
         checked_at=now,
-        subscribers=subscribers,
+        readers=subscribers,
     )
     issue = await create_issue(session, newsletter, stories=2)
     await session.commit()
@@ -71,7 +71,7 @@ async def test_an_issue_marked_ready_goes_out_once_at_the_next_minute(
     recipients = sorted(rcpt for message in mailbox.messages for rcpt in message.rcpt_tos)
     assert recipients == await subscriber_emails(session, newsletter.id)
     assert all(m.message["Subject"] == issue.subject for m in mailbox.messages)
-    sent = [row for row in await ticks(session, newsletter.id) if row[1] == "sent"]
+    sent = [row for row in await schedule_ticks(session, newsletter.id) if row[1] == "sent"]
     assert sent == [(next_tick, "sent", issue.id)]
     assert await issue_status(session, issue.id) in ("sending", "sent")
     # The racing processes did the sending or found it done, never a second time.

@@ -9,12 +9,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.kit.clock import utcnow
 from app.models import IssueStatus
-from tests.scheduling.factories import (
+from tests.factories import (
     create_issue,
-    create_newsletter,
+    create_scheduled_newsletter,
     delivery_count,
     issue_status,
-    ticks,
+    schedule_ticks,
 )
 from tests.scheduling.processes import command_env, run_due_at_once
 from tests.smtp import MailSink
@@ -30,8 +30,8 @@ async def test_four_run_due_processes_started_at_once_send_the_ready_issue_once(
     # is due now, with no fake clock in the child processes.
     now = utcnow()
     latest_tick = now.replace(second=0, microsecond=0)
-    newsletter = await create_newsletter(
-        session, cron="* * * * *", checked_at=latest_tick - timedelta(seconds=30), subscribers=4
+    newsletter = await create_scheduled_newsletter(
+        session, cron="* * * * *", checked_at=latest_tick - timedelta(seconds=30), readers=4
     )
     issue = await create_issue(
         session, newsletter, status=IssueStatus.ready, ready_at=now - timedelta(hours=1)
@@ -47,7 +47,7 @@ async def test_four_run_due_processes_started_at_once_send_the_ready_issue_once(
     assert newsletter.slug in sent_lines[0]
     assert await issue_status(session, issue.id) == "sending"
     assert await delivery_count(session, issue.id) == 4
-    rows = await ticks(session, newsletter.id)
+    rows = await schedule_ticks(session, newsletter.id)
     # One sent tick; if a minute boundary passed while the processes started, the newer
     # tick is settled too, as skipped or missed, but never as a second send.
     assert [row[2] for row in rows if row[1] == "sent"] == [issue.id]
@@ -59,7 +59,7 @@ async def test_run_due_prints_nothing_when_nothing_is_due(
     smtp_server: tuple[MailSink, int],
     tmp_path: Path,
 ) -> None:
-    await create_newsletter(session, cron="0 9 * * MON", checked_at=utcnow())
+    await create_scheduled_newsletter(session, cron="0 9 * * MON", checked_at=utcnow())
     await session.commit()
 
     [finished] = await run_due_at_once(1, command_env(database_url, smtp_server[1]), tmp_path)

@@ -14,12 +14,12 @@ from app.models import IssueStatus
 from app.scheduling.runner import run_scheduler_pass
 from app.settings import Settings
 from tests.conftest import make_settings
-from tests.scheduling.factories import (
+from tests.factories import (
     create_issue,
-    create_newsletter,
+    create_scheduled_newsletter,
     delivery_count,
     issue_status,
-    ticks,
+    schedule_ticks,
 )
 
 MONDAY_0900 = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
@@ -29,19 +29,23 @@ SessionMaker = async_sessionmaker[AsyncSession]
 async def test_a_tick_with_nothing_ready_is_recorded_as_skipped_and_sends_nothing(
     session: AsyncSession, sessionmaker: SessionMaker, settings: Settings
 ) -> None:
-    newsletter = await create_newsletter(session, checked_at=MONDAY_0900 - timedelta(hours=1))
+    newsletter = await create_scheduled_newsletter(
+        session, checked_at=MONDAY_0900 - timedelta(hours=1)
+    )
     await session.commit()
 
     results = await run_scheduler_pass(settings, sessionmaker, MONDAY_0900 + timedelta(seconds=5))
 
     assert [(r.outcome, r.tick_at) for r in results] == [("skipped", MONDAY_0900)]
-    assert await ticks(session, newsletter.id) == [(MONDAY_0900, "skipped", None)]
+    assert await schedule_ticks(session, newsletter.id) == [(MONDAY_0900, "skipped", None)]
 
 
 async def test_a_draft_is_never_sent_by_a_tick(
     session: AsyncSession, sessionmaker: SessionMaker, settings: Settings
 ) -> None:
-    newsletter = await create_newsletter(session, checked_at=MONDAY_0900 - timedelta(hours=1))
+    newsletter = await create_scheduled_newsletter(
+        session, checked_at=MONDAY_0900 - timedelta(hours=1)
+    )
     draft = await create_issue(session, newsletter, stories=3)
     await session.commit()
 
@@ -49,13 +53,15 @@ async def test_a_draft_is_never_sent_by_a_tick(
 
     assert await issue_status(session, draft.id) == "draft"
     assert await delivery_count(session, draft.id) == 0
-    assert await ticks(session, newsletter.id) == [(MONDAY_0900, "skipped", None)]
+    assert await schedule_ticks(session, newsletter.id) == [(MONDAY_0900, "skipped", None)]
 
 
 async def test_nothing_happens_before_the_tick(
     session: AsyncSession, sessionmaker: SessionMaker, settings: Settings
 ) -> None:
-    newsletter = await create_newsletter(session, checked_at=MONDAY_0900 - timedelta(hours=1))
+    newsletter = await create_scheduled_newsletter(
+        session, checked_at=MONDAY_0900 - timedelta(hours=1)
+    )
     issue = await create_issue(
         session, newsletter, status=IssueStatus.ready, ready_at=MONDAY_0900 - timedelta(days=1)
     )
@@ -65,14 +71,14 @@ async def test_nothing_happens_before_the_tick(
 
     assert results == []
     assert await issue_status(session, issue.id) == "ready"
-    assert await ticks(session, newsletter.id) == []
+    assert await schedule_ticks(session, newsletter.id) == []
 
 
 async def test_the_oldest_ready_issue_goes_out_at_the_tick_and_only_once(
     session: AsyncSession, sessionmaker: SessionMaker, settings: Settings
 ) -> None:
-    newsletter = await create_newsletter(
-        session, checked_at=MONDAY_0900 - timedelta(hours=1), subscribers=3
+    newsletter = await create_scheduled_newsletter(
+        session, checked_at=MONDAY_0900 - timedelta(hours=1), readers=3
     )
     older = await create_issue(
         session, newsletter, status=IssueStatus.ready, ready_at=MONDAY_0900 - timedelta(days=2)
@@ -90,13 +96,15 @@ async def test_the_oldest_ready_issue_goes_out_at_the_tick_and_only_once(
     assert await issue_status(session, older.id) == "sending"
     assert await delivery_count(session, older.id) == 3
     assert await issue_status(session, newer.id) == "ready"
-    assert await ticks(session, newsletter.id) == [(MONDAY_0900, "sent", older.id)]
+    assert await schedule_ticks(session, newsletter.id) == [(MONDAY_0900, "sent", older.id)]
 
 
 async def test_the_next_ready_issue_waits_for_the_next_tick(
     session: AsyncSession, sessionmaker: SessionMaker, settings: Settings
 ) -> None:
-    newsletter = await create_newsletter(session, checked_at=MONDAY_0900 - timedelta(hours=1))
+    newsletter = await create_scheduled_newsletter(
+        session, checked_at=MONDAY_0900 - timedelta(hours=1)
+    )
     first = await create_issue(
         session, newsletter, status=IssueStatus.ready, ready_at=MONDAY_0900 - timedelta(days=2)
     )
@@ -109,7 +117,7 @@ async def test_the_next_ready_issue_waits_for_the_next_tick(
     await run_scheduler_pass(settings, sessionmaker, MONDAY_0900 + timedelta(minutes=1))
     await run_scheduler_pass(settings, sessionmaker, next_monday + timedelta(minutes=1))
 
-    assert await ticks(session, newsletter.id) == [
+    assert await schedule_ticks(session, newsletter.id) == [
         (MONDAY_0900, "sent", first.id),
         (next_monday, "sent", second.id),
     ]
@@ -118,7 +126,7 @@ async def test_the_next_ready_issue_waits_for_the_next_tick(
 async def test_auto_send_upcoming_sends_the_upcoming_draft_when_nothing_is_ready(
     session: AsyncSession, sessionmaker: SessionMaker, settings: Settings
 ) -> None:
-    newsletter = await create_newsletter(
+    newsletter = await create_scheduled_newsletter(
         session, checked_at=MONDAY_0900 - timedelta(hours=1), auto_send_upcoming=True
     )
     await create_issue(session, newsletter, stories=1)
@@ -134,7 +142,7 @@ async def test_auto_send_upcoming_sends_the_upcoming_draft_when_nothing_is_ready
 async def test_auto_send_upcoming_does_not_send_a_draft_without_stories(
     session: AsyncSession, sessionmaker: SessionMaker, settings: Settings
 ) -> None:
-    newsletter = await create_newsletter(
+    newsletter = await create_scheduled_newsletter(
         session, checked_at=MONDAY_0900 - timedelta(hours=1), auto_send_upcoming=True
     )
     empty = await create_issue(session, newsletter, stories=0)
@@ -150,7 +158,7 @@ async def test_auto_send_upcoming_does_not_send_a_draft_without_stories(
 async def test_a_ready_issue_is_preferred_to_the_upcoming_draft(
     session: AsyncSession, sessionmaker: SessionMaker, settings: Settings
 ) -> None:
-    newsletter = await create_newsletter(
+    newsletter = await create_scheduled_newsletter(
         session, checked_at=MONDAY_0900 - timedelta(hours=1), auto_send_upcoming=True
     )
     ready = await create_issue(
@@ -168,8 +176,8 @@ async def test_a_ready_issue_is_preferred_to_the_upcoming_draft(
 async def test_two_passes_at_once_start_one_send(
     session: AsyncSession, database_url: str, settings: Settings
 ) -> None:
-    newsletter = await create_newsletter(
-        session, checked_at=MONDAY_0900 - timedelta(hours=1), subscribers=5
+    newsletter = await create_scheduled_newsletter(
+        session, checked_at=MONDAY_0900 - timedelta(hours=1), readers=5
     )
     issue = await create_issue(
         session, newsletter, status=IssueStatus.ready, ready_at=MONDAY_0900 - timedelta(days=1)
@@ -190,14 +198,16 @@ async def test_two_passes_at_once_start_one_send(
     sent = [r for results in outcomes for r in results if r.outcome == "sent"]
     assert [r.issue_id for r in sent] == [issue.id]
     assert await delivery_count(session, issue.id) == 5
-    assert await ticks(session, newsletter.id) == [(MONDAY_0900, "sent", issue.id)]
+    assert await schedule_ticks(session, newsletter.id) == [(MONDAY_0900, "sent", issue.id)]
 
 
 async def test_a_missed_tick_within_the_grace_window_is_sent_once_on_recovery(
     session: AsyncSession, sessionmaker: SessionMaker, settings: Settings
 ) -> None:
     assert settings.schedule_grace_hours == 6
-    newsletter = await create_newsletter(session, checked_at=MONDAY_0900 - timedelta(days=7))
+    newsletter = await create_scheduled_newsletter(
+        session, checked_at=MONDAY_0900 - timedelta(days=7)
+    )
     issue = await create_issue(
         session, newsletter, status=IssueStatus.ready, ready_at=MONDAY_0900 - timedelta(days=1)
     )
@@ -215,7 +225,9 @@ async def test_a_missed_tick_within_the_grace_window_is_sent_once_on_recovery(
 async def test_a_missed_tick_outside_the_grace_window_is_recorded_and_not_sent(
     session: AsyncSession, sessionmaker: SessionMaker, settings: Settings
 ) -> None:
-    newsletter = await create_newsletter(session, checked_at=MONDAY_0900 - timedelta(days=7))
+    newsletter = await create_scheduled_newsletter(
+        session, checked_at=MONDAY_0900 - timedelta(days=7)
+    )
     issue = await create_issue(
         session, newsletter, status=IssueStatus.ready, ready_at=MONDAY_0900 - timedelta(days=1)
     )
@@ -233,7 +245,7 @@ async def test_a_missed_tick_outside_the_grace_window_is_recorded_and_not_sent(
     # It goes out at the next tick instead.
     next_monday = MONDAY_0900 + timedelta(days=7)
     await run_scheduler_pass(settings, sessionmaker, next_monday + timedelta(seconds=3))
-    assert await ticks(session, newsletter.id) == [
+    assert await schedule_ticks(session, newsletter.id) == [
         (MONDAY_0900, "missed", None),
         (next_monday, "sent", issue.id),
     ]
@@ -242,7 +254,7 @@ async def test_a_missed_tick_outside_the_grace_window_is_recorded_and_not_sent(
 async def test_of_several_missed_ticks_only_the_latest_within_the_window_is_sent(
     session: AsyncSession, sessionmaker: SessionMaker, settings: Settings
 ) -> None:
-    newsletter = await create_newsletter(
+    newsletter = await create_scheduled_newsletter(
         session, cron="0 * * * *", checked_at=MONDAY_0900 - timedelta(minutes=1)
     )
     issue = await create_issue(
@@ -253,7 +265,7 @@ async def test_of_several_missed_ticks_only_the_latest_within_the_window_is_sent
     await run_scheduler_pass(settings, sessionmaker, MONDAY_0900 + timedelta(hours=3, minutes=1))
 
     hours = [MONDAY_0900 + timedelta(hours=h) for h in range(4)]
-    assert await ticks(session, newsletter.id) == [
+    assert await schedule_ticks(session, newsletter.id) == [
         (hours[0], "missed", None),
         (hours[1], "missed", None),
         (hours[2], "missed", None),
@@ -264,14 +276,14 @@ async def test_of_several_missed_ticks_only_the_latest_within_the_window_is_sent
 async def test_a_long_outage_records_a_bounded_number_of_missed_ticks(
     session: AsyncSession, sessionmaker: SessionMaker, settings: Settings
 ) -> None:
-    newsletter = await create_newsletter(
+    newsletter = await create_scheduled_newsletter(
         session, cron="* * * * *", checked_at=MONDAY_0900 - timedelta(days=2)
     )
     await session.commit()
 
     results = await run_scheduler_pass(settings, sessionmaker, MONDAY_0900)
 
-    rows = await ticks(session, newsletter.id)
+    rows = await schedule_ticks(session, newsletter.id)
     assert len(rows) == 21
     assert rows[-1] == (MONDAY_0900, "skipped", None)
     assert "earlier ticks were missed too" in results[0].detail
@@ -280,7 +292,7 @@ async def test_a_long_outage_records_a_bounded_number_of_missed_ticks(
 async def test_a_due_one_off_schedule_starts_once(
     session: AsyncSession, sessionmaker: SessionMaker, settings: Settings
 ) -> None:
-    newsletter = await create_newsletter(session, cron=None, subscribers=2)
+    newsletter = await create_scheduled_newsletter(session, cron=None, readers=2)
     at = datetime(2026, 12, 1, 17, 30, tzinfo=UTC)
     issue = await create_issue(session, newsletter, status=IssueStatus.scheduled, scheduled_at=at)
     await session.commit()
@@ -301,7 +313,7 @@ async def test_a_due_one_off_schedule_starts_once(
 async def test_a_one_off_schedule_missed_beyond_the_grace_window_returns_to_draft(
     session: AsyncSession, sessionmaker: SessionMaker, settings: Settings
 ) -> None:
-    newsletter = await create_newsletter(session, cron=None)
+    newsletter = await create_scheduled_newsletter(session, cron=None)
     at = datetime(2026, 12, 1, 17, 30, tzinfo=UTC)
     issue = await create_issue(session, newsletter, status=IssueStatus.scheduled, scheduled_at=at)
     await session.commit()
@@ -367,33 +379,35 @@ async def test_a_daylight_saving_night_fires_its_tick_exactly_once(
     hours: int,
     fired_at: datetime,
 ) -> None:
-    newsletter = await create_newsletter(
+    newsletter = await create_scheduled_newsletter(
         session, cron=cron, timezone=timezone, checked_at=local_midnight
     )
     await session.commit()
 
     await _passes_every_five_minutes(settings, sessionmaker, local_midnight, hours=hours)
 
-    assert await ticks(session, newsletter.id) == [(fired_at, "skipped", None)]
+    assert await schedule_ticks(session, newsletter.id) == [(fired_at, "skipped", None)]
 
 
 async def test_an_unusable_stored_schedule_is_passed_over(
     session: AsyncSession, sessionmaker: SessionMaker, settings: Settings
 ) -> None:
-    broken = await create_newsletter(session, cron="0 0 30 2 *", checked_at=MONDAY_0900)
+    broken = await create_scheduled_newsletter(session, cron="0 0 30 2 *", checked_at=MONDAY_0900)
     await session.commit()
 
     results = await run_scheduler_pass(settings, sessionmaker, MONDAY_0900 + timedelta(days=3))
 
     assert results == []
-    assert await ticks(session, broken.id) == []
+    assert await schedule_ticks(session, broken.id) == []
 
 
 async def test_a_grace_window_of_zero_still_sends_a_tick_a_pass_reaches_a_minute_late(
     session: AsyncSession, sessionmaker: SessionMaker, database_url: str, settings: Settings
 ) -> None:
     no_grace = make_settings(database_url, 1025, schedule_grace_hours=0)
-    newsletter = await create_newsletter(session, checked_at=MONDAY_0900 - timedelta(hours=1))
+    newsletter = await create_scheduled_newsletter(
+        session, checked_at=MONDAY_0900 - timedelta(hours=1)
+    )
     issue = await create_issue(
         session, newsletter, status=IssueStatus.ready, ready_at=MONDAY_0900 - timedelta(days=1)
     )
@@ -407,7 +421,7 @@ async def test_a_grace_window_of_zero_still_sends_a_tick_a_pass_reaches_a_minute
 async def test_a_newsletter_never_settled_starts_from_its_last_edit(
     session: AsyncSession, sessionmaker: SessionMaker, settings: Settings
 ) -> None:
-    newsletter = await create_newsletter(session, checked_at=None)
+    newsletter = await create_scheduled_newsletter(session, checked_at=None)
     # The schedule was set a minute after Monday's tick: that tick is not its to act on.
     newsletter.updated_at = MONDAY_0900 + timedelta(minutes=1)
     await session.commit()
@@ -415,15 +429,15 @@ async def test_a_newsletter_never_settled_starts_from_its_last_edit(
     results = await run_scheduler_pass(settings, sessionmaker, MONDAY_0900 + timedelta(minutes=2))
 
     assert results == []
-    assert await ticks(session, newsletter.id) == []
+    assert await schedule_ticks(session, newsletter.id) == []
 
 
 async def test_passes_racing_over_different_ticks_never_start_an_issue_twice(
     session: AsyncSession, database_url: str, settings: Settings
 ) -> None:
     start = MONDAY_0900
-    newsletter = await create_newsletter(
-        session, cron="* * * * *", checked_at=start - timedelta(seconds=30), subscribers=3
+    newsletter = await create_scheduled_newsletter(
+        session, cron="* * * * *", checked_at=start - timedelta(seconds=30), readers=3
     )
     issues = [
         await create_issue(
@@ -446,7 +460,7 @@ async def test_passes_racing_over_different_ticks_never_start_an_issue_twice(
         for engine in engines:
             await engine.dispose()
 
-    rows = await ticks(session, newsletter.id)
+    rows = await schedule_ticks(session, newsletter.id)
     assert [row[0] for row in rows] == [start + timedelta(minutes=m) for m in range(3)]
     sent_issue_ids = [row[2] for row in rows if row[1] == "sent"]
     assert len(sent_issue_ids) == len(set(sent_issue_ids)) >= 1

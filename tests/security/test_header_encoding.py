@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from app.kit.text import check_single_line
 from app.rendering.transactional import build_message
+from tests.factories import LINE_BREAKS
 
 EXPECTED_HEADERS = [
     "Content-Type",
@@ -64,18 +65,8 @@ _PIECES = [
     "\ufeff",
     "x" * 77,
     "é" * 40,
-    "\r",
-    "\n",
     "\r\n",
-    "\x00",
-    "\x0b",
-    "\x0c",
-    "\x1c",
-    "\x1d",
-    "\x1e",
-    "\x85",
-    "\u2028",
-    "\u2029",
+    *LINE_BREAKS,
 ]
 pieces = st.lists(st.sampled_from(_PIECES), max_size=20).map("".join)
 header_text = st.one_of(st.text(max_size=200), pieces, st.text(max_size=900))

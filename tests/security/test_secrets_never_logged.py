@@ -17,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.kit.db import unit_of_work
 from app.models import OutboxMessage
-from tests.reliability.harness import ApiServer, Worker, seed_send, worker_env
+from tests.factories import WorkerProcess
+from tests.reliability.harness import ApiServer, seed_send, worker_env
 from tests.smtp import free_port
 
 SMTP_PASSWORD = "smtp-pa55word-0f-the-relay"
@@ -65,7 +66,9 @@ async def test_a_worker_failing_to_reach_smtp_never_logs_the_password(
                 message_id="<x@example.org>",
             )
         )
-    worker = Worker(secret_env(database_url), tmp_path / "worker.log", "worker", "--no-scheduler")
+    worker = WorkerProcess(
+        secret_env(database_url), tmp_path / "worker.log", "worker", "--no-scheduler"
+    )
     try:
         deadline = time.monotonic() + 20
         # Bounded wait until it has tried (and failed) to connect a few times.

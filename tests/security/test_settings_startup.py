@@ -6,13 +6,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from app.settings import load_settings, startup_warnings
+from tests.factories import wait_healthy
 from tests.smtp import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -112,16 +111,7 @@ def _serve_until_healthy(tmp_path: Path, **env: str) -> str:
         text=True,
     )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert process.poll() is None, "serve exited"
-            assert time.monotonic() < deadline, "serve did not start"
-            time.sleep(0.1)
+        wait_healthy(f"http://127.0.0.1:{port}/healthz", 60, processes=[process])
     finally:
         process.terminate()
         _, stderr = process.communicate(timeout=30)

@@ -11,15 +11,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from app.main import create_app
 from app.models import Newsletter
 from tests.conftest import make_settings
+from tests.factories import create_gazette
 from tests.smtp import MailSink
-from tests.subscribers.factories import create_newsletter
 
 ClientFactory = Callable[..., AbstractAsyncContextManager[AsyncClient]]
 
 
 @pytest.fixture
 async def newsletter(session: AsyncSession) -> Newsletter:
-    return await create_newsletter(session)
+    return await create_gazette(session)
 
 
 @pytest.fixture

@@ -23,13 +23,13 @@ from app.models import (
 )
 from app.subscribers.suppression import suppress
 from tests.conftest import SECRET
-from tests.subscribers.conftest import ClientFactory
-from tests.subscribers.factories import (
+from tests.factories import (
     confirm_link,
     create_subscription,
     outbox_rows,
     subscription_of,
 )
+from tests.subscribers.conftest import ClientFactory
 
 SIGNER = Signer(SECRET.encode())
 ONE_CLICK = b"List-Unsubscribe=One-Click"

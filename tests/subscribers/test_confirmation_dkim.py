@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from app.main import create_app
 from app.models import OutboxMessage
 from tests.conftest import make_settings
-from tests.newsletters.test_newsletters_api import newsletter_body
+from tests.factories import newsletter_body
 from tests.rendering.test_dkim import (
     TAMPERINGS_WITHOUT_REPLY_TO,
     assert_signature_holds_only_untouched,

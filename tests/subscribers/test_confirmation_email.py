@@ -14,12 +14,14 @@ from app.kit.links import confirm_subscription_id
 from app.kit.tokens import Signer
 from app.models import Newsletter, Subscription
 from tests.conftest import SECRET
-from tests.subscribers.factories import (
+from tests.factories import (
     confirm_link,
     count,
-    create_newsletter,
     outbox_rows,
     subscription_of,
+)
+from tests.factories import (
+    create_gazette as create_newsletter,
 )
 
 

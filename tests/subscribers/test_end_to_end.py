@@ -15,8 +15,8 @@ from app.kit.links import unsubscribe_url
 from app.models import Newsletter
 from app.settings import Settings
 from app.worker import run_worker
+from tests.factories import confirm_link, subscription_of
 from tests.smtp import Captured, MailSink
-from tests.subscribers.factories import confirm_link, subscription_of
 
 
 @pytest.fixture

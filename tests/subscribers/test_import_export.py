@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.models import Newsletter, Subscriber, Subscription, SubscriptionStatus, SuppressionReason
 from app.subscribers.suppression import suppress
 from tests.conftest import ROOT
-from tests.subscribers.factories import count, create_subscription, subscription_of
+from tests.factories import count, create_subscription, subscription_of
 
 BASE = "/api/v1/newsletters/weekly/subscribers"
 CSV = {"Content-Type": "text/csv"}

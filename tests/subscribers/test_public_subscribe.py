@@ -12,14 +12,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.kit.clock import utcnow
 from app.models import Newsletter, Subscriber, Subscription, SubscriptionStatus, SuppressionReason
 from app.subscribers.suppression import suppress
-from tests.subscribers.conftest import ClientFactory
-from tests.subscribers.factories import (
+from tests.factories import (
     count,
-    create_newsletter,
     create_subscription,
     outbox_rows,
     subscription_of,
 )
+from tests.factories import (
+    create_gazette as create_newsletter,
+)
+from tests.subscribers.conftest import ClientFactory
 
 LINE_BREAKS = [
     "\r",

@@ -23,13 +23,15 @@ from app.models import (
     SuppressionReason,
 )
 from app.subscribers.suppression import suppress
-from tests.subscribers.factories import (
+from tests.factories import (
     confirm_link,
     count,
-    create_newsletter,
     create_subscription,
     outbox_rows,
     subscription_of,
+)
+from tests.factories import (
+    create_gazette as create_newsletter,
 )
 
 BASE = "/api/v1/newsletters/weekly/subscribers"

@@ -11,13 +11,14 @@ from app.kit.tokens import Signer
 from app.models import Delivery, Event, Issue, Newsletter
 from app.rendering.prepared import Recipient, freeze_issue, prepare_issue, tracked_links
 from app.settings import Settings
-from tests.issues.factories import create_issue, create_newsletter, create_subscription
+from tests.factories import create_issue, create_newsletter, create_subscription, stories_of
 
 
 async def sending_issue(
     session: AsyncSession, settings: Settings, newsletter: Newsletter, subject: str = "S"
 ) -> tuple[Issue, Delivery]:
-    issue, stories = await create_issue(session, newsletter, stories=3, subject=subject)
+    issue = await create_issue(session, newsletter, stories=3, subject=subject)
+    stories = await stories_of(session, issue)
     freeze_issue(issue, newsletter, stories, settings)
     issue.status = "sending"
     subscription = await create_subscription(
@@ -145,7 +146,7 @@ async def test_forged_cross_issue_and_out_of_range_click_tokens_are_404(
     newsletter = await create_newsletter(session, track_clicks=True)
     issue, delivery = await sending_issue(session, settings, newsletter)
     other_newsletter = await create_newsletter(session, slug="other", track_clicks=True)
-    other_issue, _ = await create_issue(
+    other_issue = await create_issue(
         session, other_newsletter, stories=0, intro="[evil](https://evil.example/phish)"
     )
     freeze_issue(other_issue, other_newsletter, [], settings)
@@ -182,7 +183,7 @@ async def test_a_click_on_an_issue_that_was_never_frozen_is_404(
     client: AsyncClient, session: AsyncSession, settings: Settings
 ) -> None:
     newsletter = await create_newsletter(session, track_clicks=True)
-    issue, _ = await create_issue(session, newsletter, stories=1)
+    issue = await create_issue(session, newsletter, stories=1)
     subscription = await create_subscription(session, newsletter, "r@example.org")
     delivery = Delivery(issue_id=issue.id, subscription_id=subscription.id, status="queued")
     session.add(delivery)

@@ -14,7 +14,7 @@ from app.kit.db import unit_of_work
 from app.kit.ids import message_id_tag
 from app.models import Delivery, Event, Installation, Subscriber, Subscription, Suppression
 from app.settings import Settings
-from tests.delivery.factories import seed
+from tests.factories import seed
 
 Maker = async_sessionmaker[AsyncSession]
 URL = "/api/v1/webhooks/bounces"
