@@ -17,21 +17,51 @@ from sqlalchemy import (
     insert,
     literal,
     select,
+    text,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.delivery.repository import PENDING, SB, SUP, D, I, S
+from app.delivery.sqlstore import notify_statement
+from app.kit.clock import utcnow
 from app.kit.db import UTCDateTime
-from app.kit.sql import rowcount
-from app.models import DeliveryStatus, Event, IssueStatus, SubscriptionStatus
+from app.kit.sql import dialect_name, rowcount
+from app.models import (
+    DeliveryStatus,
+    Event,
+    IdempotencyRecord,
+    IssueStatus,
+    Story,
+    SubscriptionStatus,
+)
 
 EV = cast(Table, Event.__table__)
 
 _RECIPIENTS = D.join(S, S.c.id == D.c.subscription_id).join(SB, SB.c.id == S.c.subscriber_id)
 
 
-# -- enqueue ------------------------------------------------------------------------------
+# -- starting a send ------------------------------------------------------------------------------
+
+
+async def notify_workers(session: AsyncSession) -> None:
+    """Wake every listening worker (PostgreSQL); delivered when the transaction commits."""
+    if dialect_name(session) == "postgresql":
+        await session.execute(text(notify_statement()))
+
+
+async def stories_of(session: AsyncSession, issue_id: int) -> list[Story]:
+    """An issue's stories in their order (the few rows rendering freezes)."""
+    result = await session.execute(
+        select(Story).where(Story.issue_id == issue_id).order_by(Story.position)
+    )
+    return list(result.scalars())
+
+
+async def analyze_deliveries(session: AsyncSession) -> None:
+    """Refresh the delivery table's statistics (PostgreSQL; SQLite plans without them)."""
+    if dialect_name(session) == "postgresql":
+        await session.execute(text("ANALYZE delivery"))
 
 
 async def enqueue_deliveries(session: AsyncSession, issue_id: int, newsletter_id: int) -> int:
@@ -154,3 +184,37 @@ async def pending_counts(session: AsyncSession) -> dict[str, int]:
     }
     row = (await session.execute(select(*counts.values()))).one()
     return {status: int(n) for status, n in zip(counts, row, strict=True) if n}
+
+
+async def issue_progress(session: AsyncSession, issue_id: int) -> Any:
+    """The issue's own side of its stats, read fresh (status, recipients, times, pause)."""
+    result = await session.execute(
+        select(I.c.status, I.c.recipients, I.c.started_at, I.c.finished_at, I.c.pause_reason).where(
+            I.c.id == issue_id
+        )
+    )
+    return result.one()
+
+
+# -- Idempotency-Key ------------------------------------------------------------------------
+
+
+async def find_idempotent(session: AsyncSession, scope: str, key: str) -> IdempotencyRecord | None:
+    result = await session.execute(
+        select(IdempotencyRecord).where(
+            IdempotencyRecord.scope == scope, IdempotencyRecord.key == key
+        )
+    )
+    return result.scalar_one_or_none()
+
+
+async def remember_idempotent(
+    session: AsyncSession, scope: str, key: str, status_code: int, body: dict[str, Any]
+) -> None:
+    """Stored in the same transaction as the change it answers for."""
+    session.add(
+        IdempotencyRecord(
+            scope=scope, key=key, status_code=status_code, body=body, created_at=utcnow()
+        )
+    )
+    await session.flush()

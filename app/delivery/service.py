@@ -13,21 +13,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from anyio import to_thread
-from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.delivery import send_repository
 from app.delivery.outbox import enqueue_mail
-from app.delivery.sqlstore import notify_statement
 from app.issues import lifecycle
 from app.issues import service as issues_service
 from app.issues.lifecycle import Action
 from app.kit.clock import utcnow
 from app.kit.errors import Conflict, NotFound
-from app.kit.sql import dialect_name
 from app.kit.tokens import Signer
-from app.models import DeliveryStatus, EventKind, IdempotencyRecord, Issue, IssueStatus, Newsletter
-from app.models import Story as StoryModel
+from app.models import DeliveryStatus, EventKind, Issue, IssueStatus, Newsletter
 from app.settings import Settings
 
 # Sends at least this large refresh the delivery table's statistics (PostgreSQL).
@@ -36,8 +32,7 @@ ANALYZE_AFTER = 5000
 
 async def notify_workers(session: AsyncSession) -> None:
     """Wake every listening worker (PostgreSQL); delivered when the transaction commits."""
-    if dialect_name(session) == "postgresql":
-        await session.execute(text(notify_statement()))
+    await send_repository.notify_workers(session)
 
 
 async def start_send(session: AsyncSession, issue: Issue, *, settings: Settings) -> int:
@@ -60,26 +55,18 @@ async def start_send(session: AsyncSession, issue: Issue, *, settings: Settings)
     newsletter = await session.get(Newsletter, issue.newsletter_id)
     if newsletter is None:  # pragma: no cover - the foreign key guarantees it
         raise NotFound("no such newsletter")
-    stories = list(
-        (
-            await session.execute(
-                select(StoryModel)
-                .where(StoryModel.issue_id == issue.id)
-                .order_by(StoryModel.position)
-            )
-        ).scalars()
-    )
+    stories = await send_repository.stories_of(session, issue.id)
     # Rendering (premailer above all) takes a few hundred milliseconds of CPU: off the
     # event loop, so the API keeps answering meanwhile. It touches no database.
     await to_thread.run_sync(freeze_issue, issue, newsletter, stories, settings)
     await session.flush()
     recipients = await send_repository.enqueue_deliveries(session, issue.id, issue.newsletter_id)
     issue.recipients = recipients
-    if recipients >= ANALYZE_AFTER and dialect_name(session) == "postgresql":
+    if recipients >= ANALYZE_AFTER:
         # The claim query's plan depends on how many rows are queued; with statistics
         # from before this send (autovacuum off, or not yet run) PostgreSQL scans every
         # queued row per batch. ANALYZE counts this transaction's own new rows.
-        await session.execute(text("ANALYZE delivery"))
+        await send_repository.analyze_deliveries(session)
     if recipients == 0:
         await lifecycle.move_or_conflict(
             session, issue, Action.finish, finished_at=now, sent_at=now, updated_at=now
@@ -152,17 +139,7 @@ async def resend_failed(session: AsyncSession, issue: Issue) -> int:
 async def stats(session: AsyncSession, issue: Issue) -> dict[str, Any]:
     counts = await send_repository.counts_by_status(session, issue.id)
     events = await send_repository.event_counts(session, issue.id)
-    fresh = (
-        await session.execute(
-            select(
-                Issue.status,
-                Issue.recipients,
-                Issue.started_at,
-                Issue.finished_at,
-                Issue.pause_reason,
-            ).where(Issue.id == issue.id)
-        )
-    ).one()
+    fresh = await send_repository.issue_progress(session, issue.id)
     body: dict[str, Any] = {
         "status": fresh.status,
         "recipients": fresh.recipients,
@@ -189,27 +166,6 @@ async def stats(session: AsyncSession, issue: Issue) -> dict[str, Any]:
 # -- Idempotency-Key ------------------------------------------------------------------------
 
 
-async def find_idempotent(session: AsyncSession, scope: str, key: str) -> IdempotencyRecord | None:
-    result = await session.execute(
-        select(IdempotencyRecord).where(
-            IdempotencyRecord.scope == scope, IdempotencyRecord.key == key
-        )
-    )
-    return result.scalar_one_or_none()
-
-
-async def remember_idempotent(
-    session: AsyncSession, scope: str, key: str, status_code: int, body: dict[str, Any]
-) -> None:
-    """Stored in the same transaction as the change it answers for."""
-    session.add(
-        IdempotencyRecord(
-            scope=scope, key=key, status_code=status_code, body=body, created_at=utcnow()
-        )
-    )
-    await session.flush()
-
-
 TEST_KIND = "test"  # the outbox kind of a test send
 
 
@@ -226,7 +182,7 @@ async def send_once(
     first request's answer, also when it raced the first one and lost."""
     scope = f"send:{issue.id}"
     if key:
-        record = await find_idempotent(session, scope, key)
+        record = await send_repository.find_idempotent(session, scope, key)
         if record is not None:
             return Answer(record.status_code, record.body)
     try:
@@ -234,13 +190,13 @@ async def send_once(
     except Conflict:
         if key:
             # The same request raced us and won: its answer is ours.
-            record = await find_idempotent(session, scope, key)
+            record = await send_repository.find_idempotent(session, scope, key)
             if record is not None:
                 return Answer(record.status_code, record.body)
         raise
     body = {"status": IssueStatus.sending.value, "recipients": recipients}
     if key:
-        await remember_idempotent(session, scope, key, 202, body)
+        await send_repository.remember_idempotent(session, scope, key, 202, body)
     return Answer(202, body)
 
 
