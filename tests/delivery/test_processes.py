@@ -142,10 +142,10 @@ async def test_workers_on_postgresql_share_one_send_without_overlap(
     await wait_sent(sessionmaker, issue_id)
     per_reader, _ = copies(faulty.sink.messages)
     assert per_reader == dict.fromkeys(emails, 1)
-    for worker in workers:
+    for worker in workers:  # all at once, so they drain side by side
         worker.process.send_signal(signal.SIGTERM)
     for worker in workers:
-        assert worker.terminate(timeout=30) == 0
+        assert worker.process.wait(timeout=30) == 0, worker.output()
 
 
 async def test_send_rate_holds_for_all_workers_together(
