@@ -31,6 +31,12 @@ def fixed_clock() -> Iterator[None]:
     set_clock(None)
 
 
+@pytest.fixture
+async def issue(session: AsyncSession) -> Issue:
+    """A draft with stories in a newsletter on a weekly schedule."""
+    return await create_issue(session, await create_scheduled_newsletter(session))
+
+
 async def test_marking_a_draft_ready_makes_it_the_next_issue(
     session: AsyncSession, client: AsyncClient, editor_headers: Headers
 ) -> None:
@@ -103,12 +109,8 @@ async def test_a_ready_issue_can_go_back_to_draft(
 
 
 async def test_scheduling_sets_the_time_in_utc(
-    session: AsyncSession, client: AsyncClient, editor_headers: Headers
+    issue: Issue, client: AsyncClient, editor_headers: Headers
 ) -> None:
-    newsletter = await create_scheduled_newsletter(session)
-    issue = await create_issue(session, newsletter)
-    await session.commit()
-
     response = await client.post(
         f"/api/v1/issues/{issue.id}/schedule",
         json={"at": f"{AHEAD}-12-07T09:00:00+01:00"},
@@ -123,12 +125,8 @@ async def test_scheduling_sets_the_time_in_utc(
 
 
 async def test_a_time_without_an_offset_is_refused(
-    session: AsyncSession, client: AsyncClient, editor_headers: Headers
+    issue: Issue, client: AsyncClient, editor_headers: Headers
 ) -> None:
-    newsletter = await create_scheduled_newsletter(session)
-    issue = await create_issue(session, newsletter)
-    await session.commit()
-
     response = await client.post(
         f"/api/v1/issues/{issue.id}/schedule",
         json={"at": f"{AHEAD}-12-07T09:00:00"},
@@ -140,12 +138,8 @@ async def test_a_time_without_an_offset_is_refused(
 
 
 async def test_a_time_in_the_past_is_refused(
-    session: AsyncSession, client: AsyncClient, editor_headers: Headers
+    issue: Issue, client: AsyncClient, editor_headers: Headers
 ) -> None:
-    newsletter = await create_scheduled_newsletter(session)
-    issue = await create_issue(session, newsletter)
-    await session.commit()
-
     response = await client.post(
         f"/api/v1/issues/{issue.id}/schedule",
         json={"at": (NOW - timedelta(minutes=1)).isoformat()},
@@ -229,12 +223,8 @@ async def test_an_unscheduled_issue_is_not_sent_when_its_time_comes(
 
 
 async def test_scheduling_needs_a_key_and_a_known_issue(
-    session: AsyncSession, client: AsyncClient, editor_headers: Headers
+    issue: Issue, client: AsyncClient, editor_headers: Headers
 ) -> None:
-    newsletter = await create_scheduled_newsletter(session)
-    issue = await create_issue(session, newsletter)
-    await session.commit()
-
     anonymous = await client.post(f"/api/v1/issues/{issue.id}/ready")
     unknown = await client.post("/api/v1/issues/999999/ready", headers=editor_headers)
 
