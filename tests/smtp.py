@@ -49,7 +49,7 @@ class MailSink:
         with self.lock:
             return [m for m in self.messages if address in m.rcpt_tos]
 
-    def wait_for(self, count: int, timeout: float = 10.0) -> list[Captured]:
+    def wait_for(self, count: int, timeout: float = 15.0) -> list[Captured]:
         """Block until at least `count` messages arrived (bounded by `timeout`)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -9,7 +9,6 @@ Every accepted message is captured like `tests.smtp.MailSink` does.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -18,7 +17,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-from tests.smtp import Captured, free_port, start_smtp_server
+from tests.smtp import Captured, MailSink, free_port, start_smtp_server
 
 DROP = "drop"
 
@@ -40,13 +39,13 @@ class Rule:
 
 
 @dataclass
-class FaultySink:
-    messages: list[Captured] = field(default_factory=list)
+class FaultySink(MailSink):
+    """A MailSink that answers by the rules it is given (and notes when it accepted)."""
+
     times: list[float] = field(default_factory=list)  # time.monotonic() of each acceptance
     rules: list[Rule] = field(default_factory=list)
     tries: Counter[str] = field(default_factory=Counter)
     accept_delay: float = 0.0
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(
         self,
@@ -135,23 +134,9 @@ class FaultySink:
 
     # Reading what arrived.
 
-    def to(self, address: str) -> list[Captured]:
-        with self.lock:
-            return [m for m in self.messages if address in m.rcpt_tos]
-
     def count(self) -> int:
         with self.lock:
             return len(self.messages)
-
-    def wait_for(self, count: int, timeout: float = 15.0) -> list[Captured]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self.lock:
-                if len(self.messages) >= count:
-                    return list(self.messages)
-            time.sleep(0.02)
-        with self.lock:
-            raise AssertionError(f"expected {count} messages, got {len(self.messages)}")
 
 
 class FaultyServer:
