@@ -6,6 +6,7 @@ import asyncio
 import sys
 from collections.abc import Callable
 
+import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.settings import Settings
@@ -50,10 +51,17 @@ async def test_send_watch_starts_the_send_and_follows_it_to_the_end(
     assert "cannot send an issue that is sent" in out
 
 
-async def test_send_of_an_unknown_issue_fails_with_a_clear_message(
-    database_url: str, faulty: FaultyServer
+@pytest.mark.parametrize(
+    "command",
+    [
+        pytest.param("send", id="send of an unknown issue"),
+        pytest.param("watch", id="watch of an unknown issue"),
+    ],
+)
+async def test_an_unknown_issue_fails_with_a_clear_message(
+    command: str, database_url: str, faulty: FaultyServer
 ) -> None:
-    code, out = await run_cli(worker_env(database_url, faulty.url), "send", "424242")
+    code, out = await run_cli(worker_env(database_url, faulty.url), command, "424242")
     assert code == 1
     assert "no issue 424242" in out
 
@@ -75,14 +83,6 @@ async def test_watch_follows_a_send_that_is_already_running_to_the_end(
     assert "msg/s" in out  # the live progress line
     assert f"Issue {issue_id} sent: 20 sent, 0 failed, 0 bounced, 0 skipped." in out
     assert len(faulty.sink.messages) == 20
-
-
-async def test_watch_of_an_unknown_issue_fails_with_a_clear_message(
-    database_url: str, faulty: FaultyServer
-) -> None:
-    code, out = await run_cli(worker_env(database_url, faulty.url), "watch", "424242")
-    assert code == 1
-    assert "no issue 424242" in out
 
 
 async def test_watch_of_an_issue_that_is_not_being_sent_says_how_to_start_it(
