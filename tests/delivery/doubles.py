@@ -13,10 +13,10 @@ from app.delivery.classify import Outcome, Verdict
 from app.delivery.outcomes import Claim, Job, Kind, OutboxItem, Result
 from app.delivery.store import PolicyRun
 from app.delivery.transport import Transport, TransportFactory
-from app.kit.clock import utcnow
-from app.models import Issue, Newsletter, Story
+from app.models import Issue, Newsletter
 from app.rendering.prepared import freeze_issue
 from app.settings import Settings
+from tests.rendering import samples
 
 SENT = Outcome(Verdict.sent, 250, "250 2.0.0 OK")
 
@@ -146,37 +146,9 @@ class MemoryStore:
 
 def _issue(settings: Settings) -> tuple[Issue, Newsletter]:
     """A frozen issue built in memory (the real rendering, no database)."""
-    now = utcnow()
-    newsletter = Newsletter(
-        id=1,
-        slug="weekly",
-        name="The Weekly",
-        description="",
-        from_name="The Weekly",
-        from_email="news@example.org",
-        postal_address="1 Main Street, Springfield",
-        double_opt_in=False,
-        timezone="UTC",
-        track_opens=False,
-        track_clicks=False,
-        template="default",
-        auto_send_upcoming=False,
-        created_at=now,
-        updated_at=now,
-    )
-    issue = Issue(
-        id=1,
-        newsletter_id=1,
-        number=1,
-        subject="Issue 1",
-        preheader="",
-        intro="Hello",
-        outro="Bye",
-        status="sending",
-        created_at=now,
-        updated_at=now,
-    )
-    story = Story(id=1, issue_id=1, position=0, title="A story", body="Body.", url=None)
+    newsletter = samples.newsletter(double_opt_in=False, timezone="UTC", template="default")
+    issue = samples.issue(id=1, number=1, status="sending")
+    story = samples.story(0, issue_id=1, body="Body.", url=None, image_url=None)
     freeze_issue(issue, newsletter, [story], settings)
     return issue, newsletter
 

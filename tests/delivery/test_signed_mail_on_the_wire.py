@@ -21,9 +21,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.kit.db import unit_of_work
-from app.kit.ids import message_id_tag
+from app.kit.ids import installation_tag
 from app.main import create_app
-from app.models import Delivery, Event, Installation, Newsletter
+from app.models import Delivery, Event, Newsletter
+from app.settings import Settings
 from tests.conftest import make_settings
 from tests.delivery.conftest import running_worker, wait_until
 from tests.delivery.faulty_smtp import FaultyServer, FaultySink
@@ -60,20 +61,13 @@ def recording() -> Iterator[FaultyServer]:
     server.stop()
 
 
-async def _installation_tag(sessionmaker: Maker) -> str:
-    async with sessionmaker() as session:
-        value = (await session.execute(select(Installation.value))).scalar_one()
-    return message_id_tag(value)
-
-
-async def test_issue_confirmation_and_test_mail_arrive_signed_and_fail_when_tampered(
+@pytest.fixture
+def signing(
     key_pair: tuple[Path, bytes],  # noqa: F811
     database_url: str,
-    engine: AsyncEngine,
-    sessionmaker: Maker,
-    editor_headers: dict[str, str],
     recording: FaultyServer,
-) -> None:
+) -> tuple[Settings, bytes]:
+    """Settings that DKIM-sign through the recording server, and the public key record."""
     private, record = key_pair
     settings = make_settings(
         database_url,
@@ -83,6 +77,17 @@ async def test_issue_confirmation_and_test_mail_arrive_signed_and_fail_when_tamp
         dkim_domain="news.example.com",
         dkim_private_key_file=private,
     )
+    return settings, record
+
+
+async def test_issue_confirmation_and_test_mail_arrive_signed_and_fail_when_tampered(
+    signing: tuple[Settings, bytes],
+    engine: AsyncEngine,
+    sessionmaker: Maker,
+    editor_headers: dict[str, str],
+    recording: FaultyServer,
+) -> None:
+    settings, record = signing
     app = create_app(settings, engine=engine)
     async with AsyncClient(transport=ASGITransport(app=app), base_url="http://testserver") as c:
         created = await c.post(
@@ -108,11 +113,7 @@ async def test_issue_confirmation_and_test_mail_arrive_signed_and_fail_when_tamp
         )
         assert subscribed.status_code == 202, subscribed.text
     async with running_worker(settings, engine):
-
-        async def all_arrived() -> bool:
-            return recording.sink.count() == 3
-
-        await wait_until(all_arrived)
+        await _arrived(recording, 3)
     [delivered] = recording.sink.to(reader)
     [test_copy] = recording.sink.to("tester@example.org")
     [confirmation] = recording.sink.to("newcomer@example.org")
@@ -124,27 +125,18 @@ async def test_issue_confirmation_and_test_mail_arrive_signed_and_fail_when_tamp
     assert_signature_holds_only_untouched(confirmation.data, record, TAMPERINGS)
 
     # The delivery's Message-ID names it, its issue and this installation.
-    tag = await _installation_tag(sessionmaker)
+    tag = await installation_tag(engine)
     message_id = str(delivered.message["Message-ID"])
     assert re.fullmatch(rf"<d\d+\.i{issue.id}\.{tag}@testserver>", message_id)
 
 
 async def test_a_confirmation_without_reply_to_breaks_when_one_is_added(
-    key_pair: tuple[Path, bytes],  # noqa: F811
-    database_url: str,
+    signing: tuple[Settings, bytes],
     engine: AsyncEngine,
     editor_headers: dict[str, str],
     recording: FaultyServer,
 ) -> None:
-    private, record = key_pair
-    settings = make_settings(
-        database_url,
-        recording.port,
-        smtp_url=recording.url,
-        dkim_selector="bs2026",
-        dkim_domain="news.example.com",
-        dkim_private_key_file=private,
-    )
+    settings, record = signing
     app = create_app(settings, engine=engine)
     async with AsyncClient(transport=ASGITransport(app=app), base_url="http://testserver") as c:
         created = await c.post(
@@ -202,7 +194,7 @@ async def test_a_retried_delivery_is_offered_again_with_the_same_message_id(
     assert row.attempts == 2
     assert len(offered) == 2
     assert offered[0] == offered[1] == row.message_id
-    tag = await _installation_tag(sessionmaker)
+    tag = await installation_tag(engine)
     assert row.message_id.endswith(f".{tag}@testserver>")
     # The Message-ID is a valid msg-id as the email package reads it.
     header = email.policy.default.header_factory("Message-ID", row.message_id)

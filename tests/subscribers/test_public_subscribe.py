@@ -13,6 +13,7 @@ from app.kit.clock import utcnow
 from app.models import Newsletter, Subscriber, Subscription, SubscriptionStatus, SuppressionReason
 from app.subscribers.suppression import suppress
 from tests.factories import (
+    LINE_BREAKS,
     count,
     create_subscription,
     outbox_rows,
@@ -22,20 +23,6 @@ from tests.factories import (
     create_gazette as create_newsletter,
 )
 from tests.subscribers.conftest import ClientFactory
-
-LINE_BREAKS = [
-    "\r",
-    "\n",
-    "\x00",
-    "\x0b",
-    "\x0c",
-    "\x1c",
-    "\x1d",
-    "\x1e",
-    "\x85",
-    "\u2028",
-    "\u2029",
-]
 
 
 async def test_subscribe_page_shows_the_form_name_description_and_consent(

@@ -24,6 +24,7 @@ from app.models import (
 )
 from app.subscribers.suppression import suppress
 from tests.factories import (
+    LINE_BREAKS,
     confirm_link,
     count,
     create_subscription,
@@ -35,19 +36,6 @@ from tests.factories import (
 )
 
 BASE = "/api/v1/newsletters/weekly/subscribers"
-LINE_BREAKS = [
-    "\r",
-    "\n",
-    "\x00",
-    "\x0b",
-    "\x0c",
-    "\x1c",
-    "\x1d",
-    "\x1e",
-    "\x85",
-    "\u2028",
-    "\u2029",
-]
 
 
 def add_body(**overrides: Any) -> dict[str, Any]:
