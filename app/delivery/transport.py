@@ -24,9 +24,7 @@ logger = logging.getLogger("broadsheet.delivery")
 
 
 class Transport(Protocol):
-    async def open(self) -> Outcome | None:
-        """Make the channel ready; None when it is, else why not (`before_send` set)."""
-        ...
+    """Where the engine and the outbox hand a message over; the channel opens on demand."""
 
     async def send(self, envelope_from: str, recipient: str, message: bytes) -> Outcome:
         """Offer one message to one recipient (opening the channel first if needed)."""
@@ -45,13 +43,6 @@ class SmtpTransport:
 
     def __init__(self, connection: SmtpConnection) -> None:
         self.connection = connection
-
-    async def open(self) -> Outcome | None:
-        try:
-            await self.connection.connect()
-        except SmtpUnavailable as exc:
-            return _unavailable(exc)
-        return None
 
     async def send(self, envelope_from: str, recipient: str, message: bytes) -> Outcome:
         connection = self.connection

@@ -164,9 +164,6 @@ class ScriptedTransport:
         self.delay = delay
         self.closed = False
 
-    async def open(self) -> Outcome | None:
-        return None
-
     async def send(self, envelope_from: str, recipient: str, message: bytes) -> Outcome:
         await asyncio.sleep(self.delay)  # a round trip: other tasks run meanwhile
         self.sends.append((recipient, message))
