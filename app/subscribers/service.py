@@ -110,45 +110,51 @@ class LinkResult:
     email: str | None = None
 
 
+def _state_of(subscription: Subscription) -> ConfirmOutcome:
+    if subscription.status == SubscriptionStatus.pending.value:
+        return ConfirmOutcome.pending
+    if subscription.status == SubscriptionStatus.active.value:
+        return ConfirmOutcome.already
+    return ConfirmOutcome.ended
+
+
+async def _link(
+    session: AsyncSession, subscription_id: int
+) -> tuple[LinkResult, Subscription | None]:
+    """What a confirm link leads to now, and the subscription when one can be confirmed."""
+    found = await repository.get_full(session, subscription_id)
+    if found is None:
+        return LinkResult(ConfirmOutcome.gone), None
+    subscription, subscriber, newsletter = found
+    if await is_suppressed(session, subscriber.email):
+        return LinkResult(ConfirmOutcome.suppressed, newsletter, subscriber.email), None
+    return LinkResult(_state_of(subscription), newsletter, subscriber.email), subscription
+
+
 async def confirm_state(session: AsyncSession, subscription_id: int) -> LinkResult:
     """What the confirm page shows for a link, changing nothing.
 
     The page a GET answers: mail scanners and link previews open every link in a
     message, so only the POST of its button confirms (SPEC section 3).
     """
-    found = await repository.get_full(session, subscription_id)
-    if found is None:
-        return LinkResult(ConfirmOutcome.gone)
-    subscription, subscriber, newsletter = found
-    if await is_suppressed(session, subscriber.email):
-        return LinkResult(ConfirmOutcome.suppressed, newsletter, subscriber.email)
-    if subscription.status == SubscriptionStatus.pending.value:
-        return LinkResult(ConfirmOutcome.pending, newsletter, subscriber.email)
-    if subscription.status == SubscriptionStatus.active.value:
-        return LinkResult(ConfirmOutcome.already, newsletter, subscriber.email)
-    return LinkResult(ConfirmOutcome.ended, newsletter, subscriber.email)
+    return (await _link(session, subscription_id))[0]
 
 
 async def confirm(
     session: AsyncSession, subscription_id: int, *, ip: str | None, user_agent: str | None
 ) -> LinkResult:
     """pending -> active (idempotent), recording the ip and user agent of the client."""
-    found = await repository.get_full(session, subscription_id)
-    if found is None:
-        return LinkResult(ConfirmOutcome.gone)
-    subscription, subscriber, newsletter = found
-    if await is_suppressed(session, subscriber.email):
-        return LinkResult(ConfirmOutcome.suppressed, newsletter, subscriber.email)
-    if subscription.status == SubscriptionStatus.pending.value:
-        activated = await repository.activate_pending(
-            session, subscription.id, now=utcnow(), ip=ip, user_agent=user_agent
-        )
-        if activated:
-            return LinkResult(ConfirmOutcome.confirmed, newsletter, subscriber.email)
-        await session.refresh(subscription)
-    if subscription.status == SubscriptionStatus.active.value:
-        return LinkResult(ConfirmOutcome.already, newsletter, subscriber.email)
-    return LinkResult(ConfirmOutcome.ended, newsletter, subscriber.email)
+    result, subscription = await _link(session, subscription_id)
+    if subscription is None or result.outcome is not ConfirmOutcome.pending:
+        return result
+    activated = await repository.activate_pending(
+        session, subscription.id, now=utcnow(), ip=ip, user_agent=user_agent
+    )
+    if activated:
+        return LinkResult(ConfirmOutcome.confirmed, result.newsletter, result.email)
+    # A concurrent confirm or unsubscribe moved it first: answer what it is now.
+    await session.refresh(subscription)
+    return LinkResult(_state_of(subscription), result.newsletter, result.email)
 
 
 class UnsubscribeOutcome(StrEnum):
