@@ -5,6 +5,7 @@ that the same migrations run on SQLite and PostgreSQL and adding a state is a pl
 constraint change. The tables live in modules by subject; import them from here.
 """
 
+from app.models.accounts import AuditEvent, User, UserSession
 from app.models.audience import Newsletter, Subscriber, Subscription, Suppression
 from app.models.base import TimestampMixin
 from app.models.issues import Issue, ScheduleTick, Story
@@ -30,6 +31,7 @@ from app.models.system import ApiKey, Installation
 
 __all__ = [
     "ApiKey",
+    "AuditEvent",
     "Delivery",
     "DeliveryStatus",
     "Event",
@@ -53,4 +55,6 @@ __all__ = [
     "SuppressionReason",
     "TickOutcome",
     "TimestampMixin",
+    "User",
+    "UserSession",
 ]
