@@ -21,10 +21,11 @@ from app.kit.tokens import Signer
 from app.models import Newsletter, SubscriptionStatus
 from app.newsletters import service as newsletters
 from app.settings import RateLimit, Settings
-from app.subscribers import ratelimit, repository
+from app.subscribers import repository
 from app.subscribers.consent import ConsentProof, consent_text, restart, subscription_for
 from app.subscribers.emails import queue_confirmation
 from app.subscribers.suppression import is_suppressed
+from app.throttle import service as ratelimit
 
 MAX_NAME = 200
 # A pending address that is entered again gets the confirmation again, at most this often.

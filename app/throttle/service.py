@@ -2,7 +2,7 @@
 
 One row per limited key in `rate_counter`. A hit is one upsert that either adds one to
 the current window or starts a new one, and returns the count (its SQL is in
-ratelimit_repository). Keys are keyed hashes, so the table never holds an address or an
+repository). Keys are keyed hashes, so the table never holds an address or an
 IP in the clear.
 """
 
@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.kit.clock import utcnow
 from app.kit.db import unit_of_work
 from app.settings import RateLimit
-from app.subscribers import ratelimit_repository
+from app.throttle import repository as ratelimit_repository
 
 # Rows of windows that ended this long ago are deleted now and then.
 _STALE_SECONDS = 2 * 86400

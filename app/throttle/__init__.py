@@ -1,0 +1,1 @@
+"""Fixed-window rate limits in the database: subscribe forms and dashboard logins."""
