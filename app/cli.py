@@ -117,12 +117,14 @@ def dev(
 
 
 def _register_feature_commands() -> None:
+    from app.accounts.cli import users_cli
     from app.delivery.cli import send, watch
     from app.keys.cli import keys_cli
     from app.subscribers.cli import subscribers_cli
 
     cli.add_typer(keys_cli, name="keys")
     cli.add_typer(subscribers_cli, name="subscribers")
+    cli.add_typer(users_cli, name="users")
     cli.command("send")(send)
     cli.command("watch")(watch)
 

@@ -110,6 +110,12 @@ class Settings(BaseSettings):
     smtputf8: bool = False
     previous_secret_keys: str = ""
     log_level: str = "INFO"
+    # The dashboard (SPEC section 11): idle sessions end, failed logins are limited.
+    session_idle_hours: float = Field(default=12, gt=0, le=24 * 90)
+    login_rate_limit: str = "10/minute"
+    login_address_limit: str = "20/hour"
+    # The sender of the dashboard's own mail (password resets); default noreply@BASE_URL host.
+    system_from: str = ""
     dev: bool = False
 
     @field_validator("database_url")
@@ -140,7 +146,9 @@ class Settings(BaseSettings):
             raise ValueError("must be an absolute http(s) URL")
         return value.rstrip("/")
 
-    @field_validator("subscribe_rate_limit", "subscribe_address_limit")
+    @field_validator(
+        "subscribe_rate_limit", "subscribe_address_limit", "login_rate_limit", "login_address_limit"
+    )
     @classmethod
     def _rate(cls, value: str) -> str:
         parse_rate(value)
@@ -184,6 +192,22 @@ class Settings(BaseSettings):
     @cached_property
     def subscribe_address_rate(self) -> RateLimit:
         return parse_rate(self.subscribe_address_limit)
+
+    @cached_property
+    def login_rate(self) -> RateLimit:
+        return parse_rate(self.login_rate_limit)
+
+    @cached_property
+    def login_address_rate(self) -> RateLimit:
+        return parse_rate(self.login_address_limit)
+
+    @property
+    def system_sender(self) -> str:
+        return self.system_from or f"noreply@{self.base_host}"
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.base_url.startswith("https://")
 
     @cached_property
     def domain_rate_caps(self) -> dict[str, float]:

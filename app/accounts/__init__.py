@@ -1,0 +1,1 @@
+"""Dashboard accounts: users with passwords, their sessions, reset links, the audit log."""
