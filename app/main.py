@@ -72,7 +72,7 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None) -> Fast
 
 
 def _include_routers(app: FastAPI) -> None:
-    from app import health
+    from app import admin, health
     from app.delivery import endpoints as delivery
     from app.issues import endpoints as issues
     from app.issues import pages as issue_pages
@@ -102,6 +102,7 @@ def _include_routers(app: FastAPI) -> None:
     ):
         app.include_router(module.router)
     docs.mount_assets(app)
+    admin.install(app)
 
 
 def _install_error_handlers(app: FastAPI) -> None:

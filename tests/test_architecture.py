@@ -18,6 +18,8 @@ import grimp
 APP = Path(__file__).resolve().parent.parent / "app"
 
 FEATURES = (
+    "throttle",
+    "accounts",
     "keys",
     "newsletters",
     "subscribers",
@@ -27,6 +29,7 @@ FEATURES = (
     "tracking",
     "health",
     "pages",
+    "admin",
 )
 
 # Modules any feature may offer to another.
@@ -37,6 +40,7 @@ EXTRA_FACE = {
     "issues": ("lifecycle",),  # the one way to move an issue's state (SPEC section 2)
     "subscribers": ("bounces",),  # what a bounce does, wherever it is reported
     "delivery": ("metrics",),  # the Prometheus registry /metrics renders
+    "pages": ("templates",),  # the one Jinja2 environment of the site's pages (and /admin)
 }
 
 MAX_MODULE_LINES = 400
