@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
+from app.accounts import service as accounts
 from app.issues import checks, repository, service
 from app.issues.deps import IssueDep
 from app.issues.schemas import (
@@ -18,12 +19,18 @@ from app.issues.schemas import (
     StoryRead,
 )
 from app.keys.deps import EditorKey
+from app.keys.service import Principal
 from app.kit.deps import SessionDep, SettingsDep, SignerDep
 from app.kit.pagination import Page, PageParamsDep, make_page
 from app.models import Issue, IssueStatus, Newsletter, Story
 from app.newsletters.deps import NewsletterDep
 
 router = APIRouter(prefix="/api/v1", tags=["issues"])
+
+
+def actor(principal: Principal) -> str:
+    """Who did it, as the audit log names an API key."""
+    return f"key {principal.name}"
 
 
 def _summary(issue: Issue, newsletter: Newsletter) -> IssueSummary:
@@ -55,9 +62,12 @@ async def _full(session: SessionDep, issue_id: int) -> IssueRead:
     "/newsletters/{slug}/issues", status_code=status.HTTP_201_CREATED, response_model=IssueRead
 )
 async def create_issue(
-    body: IssueCreate, session: SessionDep, _: EditorKey, newsletter: NewsletterDep
+    body: IssueCreate, session: SessionDep, principal: EditorKey, newsletter: NewsletterDep
 ) -> IssueRead:
     issue = await service.create_issue(session, newsletter, body)
+    await accounts.audit(
+        session, actor(principal), "issue.create", f"issue {issue.id}", f"#{issue.number}"
+    )
     return _read(issue, newsletter, await repository.stories(session, issue.id))
 
 
@@ -89,8 +99,25 @@ async def update_issue(
 
 
 @router.delete("/issues/{issue_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_issue(session: SessionDep, _: EditorKey, issue: IssueDep) -> None:
+async def delete_issue(session: SessionDep, principal: EditorKey, issue: IssueDep) -> None:
     await service.delete_issue(session, issue.id)
+    await accounts.audit(
+        session, actor(principal), "issue.delete", f"issue {issue.id}", f"#{issue.number}"
+    )
+
+
+@router.post(
+    "/issues/{issue_id}/duplicate",
+    status_code=status.HTTP_201_CREATED,
+    response_model=IssueRead,
+)
+async def duplicate_issue(session: SessionDep, principal: EditorKey, issue: IssueDep) -> IssueRead:
+    """A new draft with the same subject, preheader, intro, outro and stories."""
+    copy = await service.duplicate_issue(session, issue.id)
+    await accounts.audit(
+        session, actor(principal), "issue.duplicate", f"issue {copy.id}", f"from issue {issue.id}"
+    )
+    return await _full(session, copy.id)
 
 
 @router.post(

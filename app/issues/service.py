@@ -59,6 +59,34 @@ async def create_issue(session: AsyncSession, newsletter: Newsletter, body: Issu
     return issue
 
 
+STORY_FIELDS = ("title", "body", "url", "source", "image_url", "image_alt")
+
+
+async def duplicate_issue(session: AsyncSession, issue_id: int) -> Issue:
+    """A new draft of the same newsletter with a copy of the issue's content.
+
+    Subject, preheader, intro, outro and the stories are copied; the copy gets the next
+    number and none of the original's sending state, so it can be sent again (to a
+    segment, say: "resend to those who did not open").
+    """
+    loaded = await load(session, issue_id)
+    source = loaded.issue
+    values = {
+        "subject": source.subject,
+        "preheader": source.preheader,
+        "intro": source.intro,
+        "outro": source.outro,
+    }
+    copy_id = await repository.insert_issue(session, loaded.newsletter.id, values)
+    await repository.add_stories(
+        session,
+        copy_id,
+        [{name: getattr(story, name) for name in STORY_FIELDS} for story in loaded.stories],
+        start=0,
+    )
+    return await get(session, copy_id)
+
+
 def ensure_editable(issue: Issue) -> None:
     if issue.status not in EDITABLE:
         raise Conflict(f"issue {issue.id} is {issue.status}; only a draft or ready issue changes")
