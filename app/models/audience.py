@@ -51,6 +51,17 @@ class Newsletter(TimestampMixin, Base):
 
 class Subscriber(TimestampMixin, Base):
     __tablename__ = "subscriber"
+    # Substring search (`ILIKE '%part%'`) by trigrams: PostgreSQL only (pg_trgm, migration
+    # 0007); SQLite scans. tests/test_migrations.py compares them on PostgreSQL only.
+    __table_args__ = tuple(
+        Index(
+            f"ix_subscriber_{column}_trgm",
+            column,
+            postgresql_using="gin",
+            postgresql_ops={column: "gin_trgm_ops"},
+        ).ddl_if(dialect="postgresql")
+        for column in ("email", "name")
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)

@@ -85,6 +85,8 @@ class Event(Base):
     __table_args__ = (
         Index("ix_event_issue_id_kind", "issue_id", "kind"),
         Index("ix_event_delivery_id", "delivery_id"),
+        # A subscriber's page lists a subscription's events; erasure deletes them.
+        Index("ix_event_subscription_id", "subscription_id"),
         check_in("kind", EventKind),
     )
 
