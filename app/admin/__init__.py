@@ -10,12 +10,12 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from app.admin import auth, home
+from app.admin import auth, home, issues_list, newsletters, schedule
 from app.admin.deps import LoginRequired, ViewerDep
 from app.admin.web import login_url, redirect
 from app.kit.errors import NotFound
 
-ROUTERS = (auth, home)
+ROUTERS = (auth, home, newsletters, issues_list, schedule)
 
 
 def install(app: FastAPI) -> None:

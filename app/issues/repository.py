@@ -187,3 +187,24 @@ async def current_status(session: AsyncSession, issue_id: int) -> str:
     if status is None:
         raise NotFound("no such issue")
     return str(status)
+
+
+async def newest_page(
+    session: AsyncSession, newsletter_id: int, *, before_id: int | None, limit: int
+) -> list[Issue]:
+    """A newsletter's issues, newest first, before `before_id` (keyset; one extra row
+    tells whether another page follows)."""
+    stmt = select(Issue).where(Issue.newsletter_id == newsletter_id)
+    if before_id is not None:
+        stmt = stmt.where(Issue.id < before_id)
+    result = await session.execute(stmt.order_by(Issue.id.desc()).limit(limit + 1))
+    return list(result.scalars())
+
+
+async def in_progress(session: AsyncSession, limit: int) -> list[Issue]:
+    """Issues sending or paused, the earliest started first."""
+    active = [IssueStatus.sending.value, IssueStatus.paused.value]
+    result = await session.execute(
+        select(Issue).where(Issue.status.in_(active)).order_by(Issue.id).limit(limit)
+    )
+    return list(result.scalars())

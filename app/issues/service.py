@@ -87,6 +87,18 @@ async def duplicate_issue(session: AsyncSession, issue_id: int) -> Issue:
     return await get(session, copy_id)
 
 
+async def newest_page(
+    session: AsyncSession, newsletter_id: int, *, before_id: int | None, limit: int
+) -> list[Issue]:
+    """Up to `limit` + 1 issues of a newsletter, newest first, older than `before_id`."""
+    return await repository.newest_page(session, newsletter_id, before_id=before_id, limit=limit)
+
+
+async def in_progress(session: AsyncSession, *, limit: int = 20) -> list[Issue]:
+    """Every issue sending or paused now, across newsletters."""
+    return await repository.in_progress(session, limit)
+
+
 def ensure_editable(issue: Issue) -> None:
     if issue.status not in EDITABLE:
         raise Conflict(f"issue {issue.id} is {issue.status}; only a draft or ready issue changes")

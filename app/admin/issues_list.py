@@ -1,0 +1,102 @@
+"""`/admin/newsletters/{slug}/issues`: a newsletter's issues, newest first; new, duplicate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+
+from app.accounts import service as accounts
+from app.admin.deps import FormViewerDep, ViewerDep
+from app.admin.web import redirect, render
+from app.delivery import service as delivery
+from app.issues import service as issues
+from app.issues.deps import IssueDep
+from app.issues.schemas import IssueCreate
+from app.kit.clock import utcnow
+from app.kit.deps import SessionDep
+from app.models import Issue, IssueStatus
+from app.newsletters.deps import NewsletterDep
+from app.scheduling import service as scheduling
+
+router = APIRouter(include_in_schema=False)
+
+PAGE = 25
+# An issue has delivery figures once its send started.
+STARTED = frozenset(
+    {
+        IssueStatus.sending.value,
+        IssueStatus.paused.value,
+        IssueStatus.sent.value,
+        IssueStatus.cancelled.value,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    issue: Issue
+    stats: dict[str, Any] | None
+
+    @property
+    def done(self) -> int:
+        if self.stats is None:
+            return 0
+        s = self.stats
+        return int(s["sent"] + s["failed"] + s["bounced"] + s["skipped"] + s["cancelled"])
+
+
+@router.get("/admin/newsletters/{slug}/issues")
+async def issues_page(
+    request: Request,
+    session: SessionDep,
+    viewer: ViewerDep,
+    newsletter: NewsletterDep,
+    before: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
+) -> Response:
+    found = await issues.newest_page(session, newsletter.id, before_id=before, limit=PAGE)
+    shown = found[:PAGE]
+    rows = []
+    for issue in shown:
+        started = issue.status in STARTED and issue.started_at is not None
+        stats = await delivery.stats(session, issue) if started else None
+        rows.append(Row(issue, stats))
+    context = {
+        "newsletter": newsletter,
+        "tab": "issues",
+        "rows": rows,
+        "tracks": newsletter.track_opens or newsletter.track_clicks,
+        "older": shown[-1].id if len(found) > PAGE else None,
+        "paged": before is not None,
+    }
+    return render(request, viewer, "admin/issues.html", context)
+
+
+@router.post("/admin/newsletters/{slug}/issues")
+async def new_issue(
+    request: Request, session: SessionDep, viewer: FormViewerDep, newsletter: NewsletterDep
+) -> Response:
+    """An empty draft, titled for the week of the next send; the editor takes over."""
+    subject = scheduling.default_subject(newsletter, utcnow())
+    issue = await issues.create_issue(session, newsletter, IssueCreate(subject=subject))
+    await accounts.audit(
+        session, viewer.actor, "issue.create", f"issue {issue.id}", f"#{issue.number}"
+    )
+    return redirect(request, f"/admin/issues/{issue.id}", f"Issue #{issue.number} is created.")
+
+
+@router.post("/admin/issues/{issue_id}/duplicate")
+async def duplicate(
+    request: Request, session: SessionDep, viewer: FormViewerDep, issue: IssueDep
+) -> Response:
+    copy = await issues.duplicate_issue(session, issue.id)
+    await accounts.audit(
+        session, viewer.actor, "issue.duplicate", f"issue {copy.id}", f"from issue {issue.id}"
+    )
+    return redirect(
+        request,
+        f"/admin/issues/{copy.id}",
+        f"Issue #{copy.number} is a copy of #{issue.number}: a draft to edit and send.",
+    )
