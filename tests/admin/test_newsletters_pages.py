@@ -57,9 +57,11 @@ async def test_the_overview_shows_active_subscribers_sending_and_next_send(
 
     assert page.status_code == 200
     text = page.text
-    assert "The Weekly" in text and "The Quiet One" in text
+    assert "The Weekly" in text
+    assert "The Quiet One" in text
     assert ">3</a>" in text  # active only: the two unsubscribed are not counted
-    assert "Sending now" in text and "Going out now" in text
+    assert "Sending now" in text
+    assert "Going out now" in text
     assert "Ready for Monday" in text
     assert "09:00 CET" in text  # the next Monday tick, in the newsletter's zone
     assert "Nothing scheduled" in text  # the quiet one
@@ -169,7 +171,8 @@ async def test_bad_settings_are_refused_and_nothing_changes(
     assert response.status_code == 422
     assert 'id="reply_to-error"' in response.text
     saved = await _newsletter(session, "weekly")
-    assert saved is not None and saved.name == "The Weekly"
+    assert saved is not None
+    assert saved.name == "The Weekly"
 
 
 async def test_the_settings_form_needs_the_csrf_token_and_this_origin(
@@ -188,12 +191,11 @@ async def test_the_settings_form_needs_the_csrf_token_and_this_origin(
     )
     assert foreign.status_code == 403
     saved = await _newsletter(session, "weekly")
-    assert saved is not None and saved.name == "The Weekly"
+    assert saved is not None
+    assert saved.name == "The Weekly"
 
 
 async def test_an_unknown_newsletter_is_a_404_page(editor: Editor) -> None:
-    response = await editor.client.get(
-        "/admin/newsletters/nope", headers={"Accept": "text/html"}
-    )
+    response = await editor.client.get("/admin/newsletters/nope", headers={"Accept": "text/html"})
     assert response.status_code == 404
     assert "nope" in response.text
