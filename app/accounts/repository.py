@@ -9,7 +9,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.kit.sql import rowcount
-from app.models import AuditEvent, User, UserSession
+from app.models import AuditEvent, Role, User, UserSession
 
 
 async def user_by_email(session: AsyncSession, email: str) -> User | None:
@@ -25,6 +25,17 @@ async def list_users(session: AsyncSession) -> Sequence[User]:
 
 async def count_users(session: AsyncSession) -> int:
     return int(await session.scalar(select(func.count()).select_from(User)) or 0)
+
+
+async def count_active_admins(session: AsyncSession) -> int:
+    return int(
+        await session.scalar(
+            select(func.count())
+            .select_from(User)
+            .where(User.role == Role.admin.value, User.disabled_at.is_(None))
+        )
+        or 0
+    )
 
 
 async def session_with_user(

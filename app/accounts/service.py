@@ -8,6 +8,7 @@ copy of the database opens no browser session. A session ends when it is revoked
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -118,6 +119,45 @@ async def set_role(session: AsyncSession, user: User, role: Role) -> None:
     user.role = role.value
 
 
+async def find_user(session: AsyncSession, email: str) -> User | None:
+    return await repository.user_by_email(session, email.strip())
+
+
+async def _guard_last_admin(session: AsyncSession, user: User, what: str) -> None:
+    """An installation keeps at least one active admin, or nobody could manage users."""
+    if user.role == Role.admin.value and user.disabled_at is None:
+        if await repository.count_active_admins(session) <= 1:
+            raise Conflict(f"{user.email} is the last active admin and cannot be {what}")
+
+
+async def change_role(session: AsyncSession, user: User, role: Role, *, by: Viewer) -> bool:
+    """A role change asked for in the dashboard; False when nothing changed.
+
+    Nobody demotes themselves (they would lock themselves out of this very screen), and
+    the last active admin stays one.
+    """
+    if user.role == role.value:
+        return False
+    if role is not Role.admin:
+        if user.id == by.user_id:
+            raise Conflict("you cannot take the admin role from yourself")
+        await _guard_last_admin(session, user, "made an editor")
+    await set_role(session, user, role)
+    return True
+
+
+async def change_disabled(session: AsyncSession, user: User, disabled: bool, *, by: Viewer) -> bool:
+    """Disable or enable from the dashboard, with the same guards; False when unchanged."""
+    if (user.disabled_at is not None) == disabled:
+        return False
+    if disabled:
+        if user.id == by.user_id:
+            raise Conflict("you cannot disable yourself")
+        await _guard_last_admin(session, user, "disabled")
+    await set_disabled(session, user, disabled)
+    return True
+
+
 async def check_login(session: AsyncSession, email: str, password: str) -> User | None:
     """The user these credentials belong to, or None (same work and answer either way)."""
     user = await repository.user_by_email(session, email.strip())
@@ -167,22 +207,29 @@ async def end_session(session: AsyncSession, viewer: Viewer) -> None:
     await repository.revoke_session(session, viewer.session_id, utcnow())
 
 
+def _password_mark(user: User) -> str:
+    """A short fingerprint of the stored hash: argon2 salts anew on every change, so a
+    link carrying the old mark is spent however soon the password changes."""
+    return hashlib.sha256(user.password_hash.encode()).hexdigest()[:16]
+
+
 def reset_token(signer: Signer, user: User) -> str:
     """A reset link's token: good for an hour, and only until the password changes."""
-    return signer.sign_timed(RESET_PURPOSE, user.id, int(user.password_changed_at.timestamp()))
+    return signer.sign_timed(RESET_PURPOSE, user.id, _password_mark(user))
 
 
 async def user_for_reset(session: AsyncSession, signer: Signer, token: str) -> User | None:
+    """The user a reset link is for, or None when it is forged, expired or spent."""
     try:
         parts = signer.unsign_timed(RESET_PURPOSE, token, RESET_MAX_AGE)
     except TokenError:
         return None
-    if len(parts) != 2 or not all(part.isdigit() for part in parts):
+    if len(parts) != 2 or not parts[0].isdigit():
         return None
     user = await session.get(User, int(parts[0]))
     if user is None or user.disabled_at is not None:
         return None
-    if int(user.password_changed_at.timestamp()) != int(parts[1]):
+    if not hmac.compare_digest(_password_mark(user), parts[1]):
         return None  # spent: the password changed since the link was made
     return user
 

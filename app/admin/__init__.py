@@ -10,12 +10,12 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from app.admin import auth, home, issues_list, newsletters, schedule
+from app.admin import audit, auth, home, issues_list, keys, newsletters, schedule, users
 from app.admin.deps import LoginRequired, ViewerDep
 from app.admin.web import login_url, redirect
 from app.kit.errors import NotFound
 
-ROUTERS = (auth, home, newsletters, issues_list, schedule)
+ROUTERS = (auth, home, newsletters, issues_list, schedule, keys, users, audit)
 
 
 def install(app: FastAPI) -> None:
