@@ -64,6 +64,25 @@ async def analyze_deliveries(session: AsyncSession) -> None:
         await session.execute(text("ANALYZE delivery"))
 
 
+def _sendable(newsletter_id: int) -> tuple[Any, ...]:
+    """Who a send goes to: active subscriptions whose address is not suppressed."""
+    return (
+        S.c.newsletter_id == newsletter_id,
+        S.c.status == SubscriptionStatus.active.value,
+        ~exists().where(SUP.c.email == SB.c.email),
+    )
+
+
+async def count_recipients(session: AsyncSession, newsletter_id: int) -> int:
+    """How many deliveries `enqueue_deliveries` would make if it ran now."""
+    result = await session.execute(
+        select(func.count())
+        .select_from(S.join(SB, SB.c.id == S.c.subscriber_id))
+        .where(*_sendable(newsletter_id))
+    )
+    return int(result.scalar_one())
+
+
 async def enqueue_deliveries(session: AsyncSession, issue_id: int, newsletter_id: int) -> int:
     """One delivery per active, non-suppressed subscription, in ONE INSERT ... SELECT."""
     now = literal(None, UTCDateTime).label("updated_at")
@@ -76,11 +95,7 @@ async def enqueue_deliveries(session: AsyncSession, issue_id: int, newsletter_id
             now,
         )
         .select_from(S.join(SB, SB.c.id == S.c.subscriber_id))
-        .where(
-            S.c.newsletter_id == newsletter_id,
-            S.c.status == SubscriptionStatus.active.value,
-            ~exists().where(SUP.c.email == SB.c.email),
-        )
+        .where(*_sendable(newsletter_id))
         .order_by(S.c.id)
     )
     result = await session.execute(

@@ -16,8 +16,8 @@ from typing import Literal
 from anyio import to_thread
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.issues import repository
-from app.issues.schemas import IssueCreate, IssueUpdate, StoryIn
+from app.issues import checks, repository
+from app.issues.schemas import CheckReport, IssueCreate, IssueUpdate, StoryIn
 from app.kit import links
 from app.kit.clock import utcnow
 from app.kit.errors import Conflict, NotFound
@@ -216,6 +216,44 @@ def message_parts(message: bytes) -> tuple[str, str]:
     assert isinstance(text_part, EmailMessage)
     assert isinstance(html_part, EmailMessage)
     return str(text_part.get_content()), str(html_part.get_content())
+
+
+@dataclass(frozen=True, slots=True)
+class Preview:
+    """The message the sample subscriber would get now, whole and in its two parts."""
+
+    loaded: Loaded
+    message: bytes
+    text: str
+    html: str
+
+
+async def preview(
+    session: AsyncSession, issue_id: int, settings: Settings, signer: Signer
+) -> Preview:
+    loaded = await load(session, issue_id)
+    rendered = await rendering(loaded, settings)
+    message = preview_message(rendered, loaded, settings, signer)
+    text, html = message_parts(message)
+    return Preview(loaded, message, text, html)
+
+
+async def check_report(
+    session: AsyncSession, issue_id: int, settings: Settings, signer: Signer
+) -> CheckReport:
+    """The pre-send checks of the issue as a subscriber would get it now."""
+    shown = await preview(session, issue_id, settings, signer)
+    return checks.run_checks(
+        shown.loaded.issue,
+        shown.loaded.newsletter,
+        shown.loaded.stories,
+        html=shown.html,
+        text=shown.text,
+        unsubscribe_url=sample_unsubscribe_url(settings, signer),
+        message_bytes=len(shown.message),
+        base_url=settings.base_url,
+        dev=settings.dev,
+    )
 
 
 async def prepare_test(loaded: Loaded, settings: Settings, signer: Signer) -> PreparedIssue:
