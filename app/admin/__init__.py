@@ -10,12 +10,22 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from app.admin import audit, auth, home, issues_list, keys, newsletters, schedule, users
+from app.admin import (
+    audit,
+    auth,
+    home,
+    issues_list,
+    keys,
+    newsletters,
+    password,
+    schedule,
+    users,
+)
 from app.admin.deps import LoginRequired, ViewerDep
 from app.admin.web import login_url, redirect
 from app.kit.errors import NotFound
 
-ROUTERS = (auth, home, newsletters, issues_list, schedule, keys, users, audit)
+ROUTERS = (auth, home, newsletters, issues_list, schedule, keys, users, audit, password)
 
 
 def install(app: FastAPI) -> None:

@@ -24,6 +24,8 @@ from app.kit.clock import utcnow
 from app.kit.errors import Conflict, NotFound
 from app.kit.tokens import Signer
 from app.models import DeliveryStatus, EventKind, Issue, IssueStatus, Newsletter
+from app.rendering.dkim import dkim_signer
+from app.rendering.transactional import build_message, message_id
 from app.settings import Settings
 
 # Sends at least this large refresh the delivery table's statistics (PostgreSQL).
@@ -74,11 +76,6 @@ async def start_send(session: AsyncSession, issue: Issue, *, settings: Settings)
     await session.flush()
     await notify_workers(session)
     return recipients
-
-
-async def recipient_count(session: AsyncSession, newsletter_id: int) -> int:
-    """How many subscribers a send started now would go to (active, not suppressed)."""
-    return await send_repository.count_recipients(session, newsletter_id)
 
 
 async def pause(
@@ -234,3 +231,41 @@ async def queue_test_send(
         )
         queued += 1
     return queued
+
+
+async def queue_system_mail(
+    session: AsyncSession,
+    settings: Settings,
+    *,
+    to_email: str,
+    subject: str,
+    text: str,
+    html: str,
+    kind: str,
+) -> str:
+    """One message from Broadsheet itself (a password reset) into the outbox; its Message-ID.
+
+    From SYSTEM_FROM, signed like every other message, written in the caller's
+    transaction: the mail exists exactly when what caused it commits.
+    """
+    mid = message_id(kind, uuid.uuid4().hex, settings.base_host)
+    await enqueue_mail(
+        session,
+        kind=kind,
+        mail_from=settings.system_sender,
+        rcpt_to=to_email,
+        message=build_message(
+            from_name="Broadsheet",
+            from_email=settings.system_sender,
+            to_email=to_email,
+            to_name="",
+            subject=subject,
+            text=text,
+            html=html,
+            message_id=mid,
+            headers={"Auto-Submitted": "auto-generated"},
+            dkim=dkim_signer(settings),
+        ),
+        message_id=mid,
+    )
+    return mid

@@ -1,0 +1,157 @@
+"""Forgotten passwords: a reset link by email (signed, one use, one hour; SPEC section 11).
+
+`/admin/password/forgot` answers the same whether or not the address has an account, so
+it tells a stranger nothing; requests are rate-limited per client and per address like
+the login. The mail is written to the outbox in the request's transaction. The link's
+page (`/admin/password/reset/{token}`) changes nothing on GET; its POST sets the
+password, which spends the link (see `accounts.reset_token`) and ends every session.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Path, Request
+from fastapi.responses import Response
+from jinja2 import TemplateNotFound
+
+from app.accounts import service as accounts
+from app.admin.deps import is_same_origin
+from app.admin.web import redirect, render
+from app.delivery import service as delivery
+from app.kit.deps import SessionDep, SettingsDep, SignerDep, client_ip
+from app.kit.errors import BroadsheetError, Forbidden, TooManyRequests
+from app.models import User
+from app.rendering.environment import email_environment
+from app.rendering.inlining import inline_css
+from app.settings import Settings
+from app.throttle import service as throttle
+
+router = APIRouter(include_in_schema=False)
+
+RESET_KIND = "password-reset"
+SUBJECT = "Reset your Broadsheet password"
+# The link's page carries the token in its address: no referrer, no cache.
+PRIVATE = {"Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
+Token = Annotated[str, Path(max_length=512)]
+Password = Annotated[str, Form(max_length=2000)]
+
+
+def _same_origin(request: Request, settings: Settings) -> None:
+    if not is_same_origin(request, settings):
+        raise Forbidden("This form was sent from another site, so it was refused.")
+
+
+@router.get("/admin/password/forgot")
+async def forgot_form(request: Request) -> Response:
+    return render(request, None, "admin/password_forgot.html", {"email": "", "sent": False})
+
+
+async def _throttle(request: Request, settings: Settings, email: str) -> None:
+    hits = [
+        (
+            throttle.counter_key("reset-ip", client_ip(request, settings), settings.secret),
+            settings.login_rate,
+        ),
+        (
+            throttle.counter_key("reset-address", email.strip().lower(), settings.secret),
+            settings.login_address_rate,
+        ),
+    ]
+    retry = await throttle.hit_alone(request.app.state.sessionmaker, hits)
+    if retry is not None:
+        raise TooManyRequests(retry)
+
+
+def render_reset_mail(settings: Settings, user: User, url: str) -> tuple[str, str]:
+    """The (text, inlined HTML) of the reset mail; a deployment's own template folder
+    without these templates falls back to Broadsheet's."""
+    context = {"email": user.email, "reset_url": url, "site": settings.base_host}
+    try:
+        env = email_environment(settings.templates_dir)
+        env.get_template("password_reset.txt")
+    except TemplateNotFound:
+        env = email_environment(None)
+    text = env.get_template("password_reset.txt").render(context)
+    html = inline_css(env.get_template("password_reset.html").render(context))
+    return text, html
+
+
+@router.post("/admin/password/forgot")
+async def forgot(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    signer: SignerDep,
+    email: Annotated[str, Form(max_length=320)] = "",
+) -> Response:
+    _same_origin(request, settings)
+    if not email.strip():
+        context = {"email": "", "sent": False, "error": "Enter your email address."}
+        return render(request, None, "admin/password_forgot.html", context, status_code=400)
+    # Before this request's session runs a query (see throttle.hit_alone).
+    await _throttle(request, settings, email)
+    user = await accounts.find_user(session, email)
+    if user is not None and user.disabled_at is None:
+        url = f"{settings.base_url}/admin/password/reset/{accounts.reset_token(signer, user)}"
+        text, html = render_reset_mail(settings, user, url)
+        await delivery.queue_system_mail(
+            session,
+            settings,
+            to_email=user.email,
+            subject=SUBJECT,
+            text=text,
+            html=html,
+            kind=RESET_KIND,
+        )
+        await accounts.audit(session, f"user {user.email}", "user.reset-mail", user.email)
+    return render(request, None, "admin/password_forgot.html", {"email": email, "sent": True})
+
+
+def _bad_link(request: Request) -> Response:
+    return render(request, None, "admin/password_invalid.html", status_code=400, headers=PRIVATE)
+
+
+def _reset_page(
+    request: Request, token: str, user: User, error: str | None = None, status: int = 200
+) -> Response:
+    context = {"token": token, "email": user.email, "error": error}
+    return render(
+        request, None, "admin/password_reset.html", context, status_code=status, headers=PRIVATE
+    )
+
+
+@router.get("/admin/password/reset/{token}")
+async def reset_form(
+    request: Request, token: Token, session: SessionDep, signer: SignerDep
+) -> Response:
+    user = await accounts.user_for_reset(session, signer, token)
+    if user is None:
+        return _bad_link(request)
+    return _reset_page(request, token, user)
+
+
+@router.post("/admin/password/reset/{token}")
+async def reset(
+    request: Request,
+    token: Token,
+    session: SessionDep,
+    settings: SettingsDep,
+    signer: SignerDep,
+    password: Password = "",
+    password_again: Password = "",
+) -> Response:
+    _same_origin(request, settings)
+    user = await accounts.user_for_reset(session, signer, token)
+    if user is None:
+        return _bad_link(request)
+    if not password or password != password_again:
+        error = "Enter the new password twice, the same both times."
+        return _reset_page(request, token, user, error, 400)
+    try:
+        await accounts.set_password(session, user, password)
+    except BroadsheetError as exc:
+        message = str(getattr(exc, "message", exc.detail))
+        return _reset_page(request, token, user, message[:1].upper() + message[1:] + ".", 400)
+    await accounts.audit(session, f"user {user.email}", "user.password", user.email, "reset link")
+    return redirect(request, "/admin/login", "Your password is changed: log in with it.")
