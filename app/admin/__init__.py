@@ -13,6 +13,7 @@ from fastapi.responses import Response
 from app.admin import (
     audit,
     auth,
+    editor,
     home,
     issues_list,
     keys,
@@ -25,7 +26,7 @@ from app.admin.deps import LoginRequired, ViewerDep
 from app.admin.web import login_url, redirect
 from app.kit.errors import NotFound
 
-ROUTERS = (auth, home, newsletters, issues_list, schedule, keys, users, audit, password)
+ROUTERS = (auth, home, newsletters, issues_list, schedule, keys, users, audit, password, editor)
 
 
 def install(app: FastAPI) -> None:
