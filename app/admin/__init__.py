@@ -19,14 +19,29 @@ from app.admin import (
     keys,
     newsletters,
     password,
+    report,
     schedule,
+    sending,
     users,
 )
 from app.admin.deps import LoginRequired, ViewerDep
 from app.admin.web import login_url, redirect
 from app.kit.errors import NotFound
 
-ROUTERS = (auth, home, newsletters, issues_list, schedule, keys, users, audit, password, editor)
+ROUTERS = (
+    auth,
+    home,
+    newsletters,
+    issues_list,
+    schedule,
+    keys,
+    users,
+    audit,
+    password,
+    editor,
+    sending,
+    report,
+)
 
 
 def install(app: FastAPI) -> None:

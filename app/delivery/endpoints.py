@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
 
-from app.delivery import send_repository, service
+from app.delivery import service
 from app.delivery.schemas import (
     CancelResult,
     DeliveryItem,
@@ -21,9 +21,7 @@ from app.issues.deps import IssueDep
 from app.issues.schemas import TestSend, TestSendQueued
 from app.keys.deps import EditorKey
 from app.kit.deps import SessionDep, SettingsDep, SignerDep
-from app.kit.errors import Invalid
 from app.kit.pagination import Page, PageParamsDep, make_page
-from app.models import DeliveryStatus
 
 router = APIRouter(prefix="/api/v1/issues", tags=["delivery"])
 
@@ -104,13 +102,7 @@ async def issue_deliveries(
     status: Annotated[str | None, Query(max_length=16)] = None,
 ) -> Page[DeliveryItem]:
     """Per-recipient outcome with the last SMTP reply, by id (cursor pagination)."""
-    if status is not None and status not in {s.value for s in DeliveryStatus}:
-        raise Invalid(
-            "status",
-            f"must be one of {', '.join(s.value for s in DeliveryStatus)}",
-            where="query",
-        )
-    rows = await send_repository.list_deliveries(
+    rows = await service.list_deliveries(
         session, issue.id, status=status, after_id=page.after_id, limit=page.limit
     )
     items = [DeliveryItem(**row._asdict()) for row in rows]

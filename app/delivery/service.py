@@ -21,7 +21,7 @@ from app.issues import lifecycle
 from app.issues import service as issues_service
 from app.issues.lifecycle import Action
 from app.kit.clock import utcnow
-from app.kit.errors import Conflict, NotFound
+from app.kit.errors import Conflict, Invalid, NotFound
 from app.kit.tokens import Signer
 from app.models import DeliveryStatus, EventKind, Issue, IssueStatus, Newsletter
 from app.rendering.dkim import dkim_signer
@@ -163,6 +163,28 @@ async def stats(session: AsyncSession, issue: Issue) -> dict[str, Any]:
         "pause_reason": fresh.pause_reason,
     }
     return body
+
+
+def check_delivery_status(status: str | None) -> None:
+    """A `status` filter of the deliveries list must name a delivery state (else 422)."""
+    if status is not None and status not in {s.value for s in DeliveryStatus}:
+        raise Invalid(
+            "status",
+            f"must be one of {', '.join(s.value for s in DeliveryStatus)}",
+            where="query",
+        )
+
+
+async def list_deliveries(
+    session: AsyncSession, issue_id: int, *, status: str | None, after_id: int, limit: int
+) -> list[Any]:
+    """Per-recipient outcomes of an issue by id after `after_id` (keyset pages), `limit + 1`
+    rows (the extra one says there is more): id, email, status, attempts, last_reply,
+    message_id, sent_at. The API's list and the dashboard's report read it."""
+    check_delivery_status(status)
+    return await send_repository.list_deliveries(
+        session, issue_id, status=status, after_id=after_id, limit=limit
+    )
 
 
 # -- Idempotency-Key ------------------------------------------------------------------------

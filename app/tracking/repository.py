@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import Delivery, Event, Issue, Newsletter, Subscriber, Subscription
+from app.models import Delivery, Event, EventKind, Issue, Newsletter, Subscriber, Subscription
 
 
 async def delivery_for_open(session: AsyncSession, delivery_id: int) -> Any | None:
@@ -77,3 +77,18 @@ async def delivery_by_message_id(
     if delivery_id is not None:
         query = query.where(Delivery.id == delivery_id)
     return (await session.execute(query.limit(1))).first()
+
+
+async def clicks_by_link(session: AsyncSession, issue_id: int, *, limit: int) -> list[Any]:
+    """(url, clicks, unique_clicks) of an issue's links, most clicked first; unique counts
+    distinct deliveries (readers). Reads the (issue_id, kind) index of event."""
+    unique = func.count(func.distinct(Event.delivery_id))
+    total = func.count()
+    result = await session.execute(
+        select(Event.url, total.label("clicks"), unique.label("unique_clicks"))
+        .where(Event.issue_id == issue_id, Event.kind == EventKind.click.value)
+        .group_by(Event.url)
+        .order_by(total.desc(), Event.url)
+        .limit(limit)
+    )
+    return list(result.all())

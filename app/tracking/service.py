@@ -86,6 +86,21 @@ async def resolve_click(session: AsyncSession, signer: Signer, token: str) -> st
     return quote(url, safe=_URL_SAFE)
 
 
+@dataclass(frozen=True)
+class LinkClicks:
+    url: str
+    clicks: int
+    unique_clicks: int
+
+
+async def clicks_by_link(
+    session: AsyncSession, issue_id: int, *, limit: int = 100
+) -> list[LinkClicks]:
+    """Clicks per link of an issue (total and by distinct readers), most clicked first."""
+    rows = await repository.clicks_by_link(session, issue_id, limit=limit)
+    return [LinkClicks(str(row.url), int(row.clicks), int(row.unique_clicks)) for row in rows]
+
+
 # -- bounces and complaints reported after the SMTP conversation -----------------------------
 
 # <d{delivery}.i{issue}.{installation tag}@host>, and the older form without the tag.
