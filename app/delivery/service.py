@@ -78,6 +78,11 @@ async def start_send(session: AsyncSession, issue: Issue, *, settings: Settings)
     return recipients
 
 
+async def recipient_count(session: AsyncSession, newsletter_id: int) -> int:
+    """How many subscribers a send started now would go to (active, not suppressed)."""
+    return await send_repository.count_recipients(session, newsletter_id)
+
+
 async def pause(
     session: AsyncSession, issue: Issue, *, reason: str = "paused by an editor"
 ) -> None:
