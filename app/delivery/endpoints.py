@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
 
+from app.accounts import service as accounts
 from app.delivery import service
 from app.delivery.schemas import (
     CancelResult,
@@ -39,12 +40,15 @@ IdempotencyKey = Annotated[
 async def send_issue(
     session: SessionDep,
     settings: SettingsDep,
-    _key: EditorKey,
+    key: EditorKey,
     issue: IssueDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Enqueue the issue to every active subscriber now; a repeat never enqueues twice."""
     answer = await service.send_once(session, issue, settings=settings, key=idempotency_key)
+    if answer.status_code == 202:
+        detail = f"{answer.body.get('recipients')} recipients"
+        await accounts.audit(session, key.actor, "issue.send", f"issue {issue.id}", detail)
     return JSONResponse(answer.body, status_code=answer.status_code)
 
 
@@ -63,27 +67,33 @@ async def send_test(
 
 
 @router.post("/{issue_id}/pause", response_model=IssueState)
-async def pause_issue(session: SessionDep, _key: EditorKey, issue: IssueDep) -> IssueState:
+async def pause_issue(session: SessionDep, key: EditorKey, issue: IssueDep) -> IssueState:
     await service.pause(session, issue)
+    await accounts.audit(session, key.actor, "issue.pause", f"issue {issue.id}")
     return IssueState(id=issue.id, status=issue.status, pause_reason=issue.pause_reason)
 
 
 @router.post("/{issue_id}/resume", response_model=IssueState)
-async def resume_issue(session: SessionDep, _key: EditorKey, issue: IssueDep) -> IssueState:
+async def resume_issue(session: SessionDep, key: EditorKey, issue: IssueDep) -> IssueState:
     await service.resume(session, issue)
+    await accounts.audit(session, key.actor, "issue.resume", f"issue {issue.id}")
     return IssueState(id=issue.id, status=issue.status, pause_reason=None)
 
 
 @router.post("/{issue_id}/cancel", response_model=CancelResult)
-async def cancel_issue(session: SessionDep, _key: EditorKey, issue: IssueDep) -> CancelResult:
+async def cancel_issue(session: SessionDep, key: EditorKey, issue: IssueDep) -> CancelResult:
     cancelled = await service.cancel(session, issue)
+    detail = f"{cancelled} deliveries cancelled"
+    await accounts.audit(session, key.actor, "issue.cancel", f"issue {issue.id}", detail)
     return CancelResult(id=issue.id, status=issue.status, cancelled=cancelled)
 
 
 @router.post("/{issue_id}/resend-failed", status_code=202, response_model=Requeued)
-async def resend_failed(session: SessionDep, _key: EditorKey, issue: IssueDep) -> Requeued:
+async def resend_failed(session: SessionDep, key: EditorKey, issue: IssueDep) -> Requeued:
     """A new run of attempts for every delivery of the issue that ended `failed`."""
     requeued = await service.resend_failed(session, issue)
+    detail = f"{requeued} requeued"
+    await accounts.audit(session, key.actor, "issue.resend-failed", f"issue {issue.id}", detail)
     status = await issues_service.current_status(session, issue.id)
     return Requeued(requeued=requeued, status=status)
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
+from app.accounts import service as accounts
 from app.keys import repository, service
 from app.keys.deps import AdminKey
 from app.keys.schemas import KeyCreate, KeyCreated, KeyRead
@@ -14,8 +15,9 @@ router = APIRouter(prefix="/api/v1/keys", tags=["keys"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=KeyCreated)
-async def create_key(body: KeyCreate, session: SessionDep, _: AdminKey) -> KeyCreated:
+async def create_key(body: KeyCreate, session: SessionDep, by: AdminKey) -> KeyCreated:
     row, key = await service.create_key(session, name=body.name, role=body.role)
+    await accounts.audit(session, by.actor, "key.create", f"key {row.id} {row.name}", row.role)
     return KeyCreated(**KeyRead.model_validate(row).model_dump(), key=key)
 
 
@@ -26,8 +28,9 @@ async def list_keys(session: SessionDep, _: AdminKey, page: PageParamsDep) -> Pa
 
 
 @router.delete("/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def revoke_key(key_id: IdPath, session: SessionDep, _: AdminKey) -> None:
+async def revoke_key(key_id: IdPath, session: SessionDep, by: AdminKey) -> None:
     row = await repository.get(session, key_id)
     if row is None:
         raise NotFound("no such key")
-    await service.revoke_key(session, row)
+    if await service.revoke_key(session, row):
+        await accounts.audit(session, by.actor, "key.revoke", f"key {row.id} {row.name}")

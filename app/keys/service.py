@@ -25,6 +25,11 @@ class Principal:
     name: str
     role: Role
 
+    @property
+    def actor(self) -> str:
+        """Who did it, as the audit log names an API key."""
+        return f"key {self.name}"
+
 
 def generate_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)  # 32 bytes = 256 bits

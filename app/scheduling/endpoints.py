@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
+from app.accounts import service as accounts
 from app.issues.deps import IssueDep
 from app.issues.schemas import StoryIn, StoryRead
 from app.keys.deps import EditorKey
@@ -27,39 +28,47 @@ async def _summary(session: SessionDep, issue: Issue) -> IssueSummary:
 
 
 @router.post("/issues/{issue_id}/ready", response_model=IssueSummary)
-async def mark_ready(_: EditorKey, issue: IssueDep, session: SessionDep) -> IssueSummary:
+async def mark_ready(key: EditorKey, issue: IssueDep, session: SessionDep) -> IssueSummary:
     """Make a draft the next issue for the newsletter's cron schedule."""
     issue = await service.mark_ready(session, issue, now=utcnow())
+    await accounts.audit(session, key.actor, "issue.ready", f"issue {issue.id}")
     return await _summary(session, issue)
 
 
 @router.delete("/issues/{issue_id}/ready", response_model=IssueSummary)
-async def unmark_ready(_: EditorKey, issue: IssueDep, session: SessionDep) -> IssueSummary:
+async def unmark_ready(key: EditorKey, issue: IssueDep, session: SessionDep) -> IssueSummary:
     """Take a ready issue back to draft."""
     issue = await service.unmark_ready(session, issue)
+    await accounts.audit(session, key.actor, "issue.unready", f"issue {issue.id}")
     return await _summary(session, issue)
 
 
 @router.post("/issues/{issue_id}/schedule", response_model=IssueSummary)
 async def schedule_issue(
-    _: EditorKey, body: ScheduleAt, issue: IssueDep, session: SessionDep
+    key: EditorKey, body: ScheduleAt, issue: IssueDep, session: SessionDep
 ) -> IssueSummary:
     """Send the issue once at `at` (ISO-8601 with a UTC offset, in the future)."""
     issue = await service.schedule(session, issue, body.at, now=utcnow())
+    at = f"at {body.at.isoformat()}"
+    await accounts.audit(session, key.actor, "issue.schedule", f"issue {issue.id}", at)
     return await _summary(session, issue)
 
 
 @router.delete("/issues/{issue_id}/schedule", response_model=IssueSummary)
-async def unschedule_issue(_: EditorKey, issue: IssueDep, session: SessionDep) -> IssueSummary:
+async def unschedule_issue(key: EditorKey, issue: IssueDep, session: SessionDep) -> IssueSummary:
     """Cancel a one-off schedule; the issue is a draft again."""
     issue = await service.unschedule(session, issue)
+    await accounts.audit(session, key.actor, "issue.unschedule", f"issue {issue.id}")
     return await _summary(session, issue)
 
 
 @router.post("/issues/{issue_id}/unschedule", response_model=IssueSummary)
-async def unschedule_issue_post(_: EditorKey, issue: IssueDep, session: SessionDep) -> IssueSummary:
+async def unschedule_issue_post(
+    key: EditorKey, issue: IssueDep, session: SessionDep
+) -> IssueSummary:
     """The same as DELETE .../schedule, for clients that only POST."""
     issue = await service.unschedule(session, issue)
+    await accounts.audit(session, key.actor, "issue.unschedule", f"issue {issue.id}")
     return await _summary(session, issue)
 
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path, Query, Request, status
 from fastapi.responses import StreamingResponse
 from starlette.datastructures import UploadFile
 
+from app.accounts import service as accounts
 from app.keys.deps import AdminKey, EditorKey
 from app.kit.deps import SessionDep, SettingsDep, SignerDep
 from app.kit.errors import BadRequest, Invalid
@@ -116,6 +117,10 @@ async def import_subscribers(
         consent_text=f"imported by {principal.name}",
         allow_utf8_local=settings.smtputf8,
     )
+    counts = f"{report.created} created, {report.updated} updated, {report.skipped} skipped"
+    detail = f"{counts}, {report.invalid_count} invalid"
+    subject = f"newsletter {newsletter.slug}"
+    await accounts.audit(session, principal.actor, "subscribers.import", subject, detail)
     return ImportResult.model_validate(report.as_dict())
 
 
@@ -180,8 +185,10 @@ async def erase_subscriber(
     email: Annotated[str, Path(max_length=320)],
     session: SessionDep,
     settings: SettingsDep,
-    _: AdminKey,
+    key: AdminKey,
 ) -> None:
     """GDPR erasure: delete the person from every newsletter, their events and mail, and
     suppress the address so it is never mailed again."""
     await service.erase(session, settings=settings, email=email)
+    # The address stays in the suppression list anyway; the log says who erased it.
+    await accounts.audit(session, key.actor, "subscriber.erase", email.strip())
