@@ -22,6 +22,7 @@ from app.models import (
     Suppression,
     SuppressionReason,
 )
+from app.subscribers.browse_repository import matches
 
 
 async def get_subscriber_by_email(session: AsyncSession, email: str) -> Subscriber | None:
@@ -111,10 +112,6 @@ async def get_full(
     return None if row is None else (row[0], row[1], row[2])
 
 
-def _escape_like(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
 async def list_page(
     session: AsyncSession,
     *,
@@ -132,13 +129,8 @@ async def list_page(
     if status is not None:
         stmt = stmt.where(Subscription.status == status)
     if q:
-        pattern = f"%{_escape_like(q.lower())}%"
-        stmt = stmt.where(
-            or_(
-                func.lower(Subscriber.email).like(pattern, escape="\\"),
-                func.lower(Subscriber.name).like(pattern, escape="\\"),
-            )
-        )
+        # The dashboard's search: ILIKE, served by the trigram indexes on PostgreSQL.
+        stmt = stmt.where(matches(q))
     stmt = stmt.order_by(Subscription.id).limit(limit + 1)
     return [(row[0], row[1]) for row in await session.execute(stmt)]
 

@@ -29,8 +29,17 @@ from app.models import (
 )
 from app.settings import Settings
 from app.subscribers import consent, repository
+from app.subscribers.browse import Browse as Browse
+from app.subscribers.browse import History as History
+from app.subscribers.browse import browse as browse
+from app.subscribers.browse import forget_counts as forget_counts
+from app.subscribers.browse import history as history
+from app.subscribers.browse import status_counts as status_counts
 from app.subscribers.consent import ConsentProof
 from app.subscribers.emails import queue_confirmation
+from app.subscribers.exporter import export_csv as export_csv
+from app.subscribers.importer import ImportReport as ImportReport
+from app.subscribers.importer import import_csv as import_csv
 from app.subscribers.schemas import SubscriberAdd, SubscriptionUpdate
 from app.subscribers.suppression import is_suppressed, suppress
 
