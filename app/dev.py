@@ -156,6 +156,37 @@ async def _ensure_admin_key(sessionmaker: Any, key_file: Path) -> str:
     return key
 
 
+DEV_ADMIN_EMAIL = "admin@localhost.test"
+
+
+async def _ensure_dev_admin(sessionmaker: Any) -> tuple[str, str]:
+    """The development admin's login, with a new random password at every start.
+
+    Created on the first start; afterwards its password is reset (which ends its old
+    sessions), and it is an enabled admin again, so the printed login always works.
+    """
+    import secrets
+
+    from app.accounts import service as accounts
+    from app.kit.db import unit_of_work
+    from app.models import Role
+
+    password = secrets.token_urlsafe(12)
+    async with unit_of_work(sessionmaker) as session:
+        user = await accounts.find_user(session, DEV_ADMIN_EMAIL)
+        if user is None:
+            user = await accounts.create_user(
+                session, email=DEV_ADMIN_EMAIL, role=Role.admin, password=password
+            )
+            await accounts.audit(session, "broadsheet dev", "user.create", user.email, "admin")
+        else:
+            await accounts.set_password(session, user, password)
+            await accounts.set_role(session, user, Role.admin)
+            await accounts.set_disabled(session, user, False)
+            await accounts.audit(session, "broadsheet dev", "user.password", user.email)
+    return DEV_ADMIN_EMAIL, password
+
+
 def run_dev(*, host: str, port: int, smtp_port: int) -> None:
     from app.kit.cli import (
         configure_logging,
@@ -208,7 +239,9 @@ async def _serve(settings: Settings, *, host: str, port: int, smtp_port: int) ->
     engine = create_engine(settings.database_url)
     app: FastAPI = create_app(settings, engine=engine)
     app.include_router(mail_router(MAIL_DIR))
-    key = await _ensure_admin_key(create_sessionmaker(engine), Path("var/dev-admin-key"))
+    sessionmaker = create_sessionmaker(engine)
+    key = await _ensure_admin_key(sessionmaker, Path("var/dev-admin-key"))
+    login, password = await _ensure_dev_admin(sessionmaker)
     server = uvicorn.Server(
         uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
     )
@@ -217,6 +250,9 @@ async def _serve(settings: Settings, *, host: str, port: int, smtp_port: int) ->
     base_url = settings.base_url
     banner = (
         f"\n  Broadsheet is running at {base_url}\n"
+        f"  Dashboard:     {base_url}/admin/login\n"
+        f"    email:       {login}\n"
+        f"    password:    {password}  (new at every start)\n"
         f"  API docs:      {base_url}/docs\n"
         f"  Caught mail:   {base_url}/_dev/mail  (SMTP catcher on 127.0.0.1:{smtp_port})\n"
         f"  Admin API key: {key}\n"
