@@ -22,6 +22,7 @@ from app.admin import (
     report,
     schedule,
     sending,
+    subscribers,
     users,
 )
 from app.admin.deps import LoginRequired, ViewerDep
@@ -41,6 +42,7 @@ ROUTERS = (
     editor,
     sending,
     report,
+    subscribers,
 )
 
 
