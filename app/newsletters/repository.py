@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import Newsletter, Subscription, SubscriptionStatus
+from app.models import Newsletter
 
 
 async def get_by_slug(session: AsyncSession, slug: str) -> Newsletter | None:
@@ -27,24 +27,3 @@ async def list_page(session: AsyncSession, *, after_id: int, limit: int) -> list
         select(Newsletter).where(Newsletter.id > after_id).order_by(Newsletter.id).limit(limit + 1)
     )
     return list(result.scalars())
-
-
-async def active_subscriber_counts(
-    session: AsyncSession, newsletter_ids: list[int]
-) -> dict[int, int]:
-    """Active subscriptions per newsletter, for the dashboard's overview.
-
-    One grouped count over ix_subscription_newsletter_status_id (newsletter, status, id):
-    the index alone answers it.
-    """
-    if not newsletter_ids:
-        return {}
-    result = await session.execute(
-        select(Subscription.newsletter_id, func.count())
-        .where(
-            Subscription.newsletter_id.in_(newsletter_ids),
-            Subscription.status == SubscriptionStatus.active.value,
-        )
-        .group_by(Subscription.newsletter_id)
-    )
-    return {int(row[0]): int(row[1]) for row in result.all()}

@@ -30,13 +30,6 @@ async def list_page(session: AsyncSession, *, after_id: int, limit: int) -> list
     return await repository.list_page(session, after_id=after_id, limit=limit)
 
 
-async def active_subscriber_counts(
-    session: AsyncSession, newsletter_ids: list[int]
-) -> dict[int, int]:
-    """How many active subscribers each newsletter has (missing ids have none)."""
-    return await repository.active_subscriber_counts(session, newsletter_ids)
-
-
 def _slug_conflict(slug: str) -> Conflict:
     return Conflict(f"a newsletter with the slug {slug!r} already exists")
 
