@@ -13,7 +13,7 @@ from fastapi.responses import Response
 
 from app.admin import editor_actions, editor_stories, sending
 from app.admin.deps import FormViewerDep, ViewerDep
-from app.admin.editor_forms import read_draft
+from app.admin.editor_forms import label, read_draft
 from app.admin.editor_view import UNSENT, autosave_fragment, editor_page, issue_url
 from app.admin.web import redirect
 from app.issues import service as issues
@@ -87,7 +87,7 @@ async def autosave(
     draft = read_draft(await request.form())
     if draft.update is None:
         name, message = next(iter(draft.errors.items()))
-        problem = f"Not saved: {name.replace('-', ' ')} {message}."
+        problem = f"Not saved: {label(name)} {message}."
         return await autosave_fragment(
             request, session, issue, tz, problem=problem, status_code=refused or 400
         )

@@ -78,6 +78,28 @@ def field_name(loc: tuple[Any, ...], prefix: str = "story") -> str:
     return str(loc[0]) if loc else "form"
 
 
+LABELS = {
+    "subject": "the subject",
+    "preheader": "the preheader",
+    "intro": "the intro",
+    "outro": "the outro",
+    "title": "title",
+    "body": "text",
+    "url": "link",
+    "source": "source",
+    "image_url": "image address",
+    "image_alt": "image description",
+}
+
+
+def label(name: str) -> str:
+    """A form field's name as a person says it: "story-1-url" -> "story 2's link"."""
+    parts = name.split("-")
+    if len(parts) == 3 and parts[0] == "story" and parts[1].isdigit():
+        return f"story {int(parts[1]) + 1}'s {LABELS.get(parts[2], parts[2])}"
+    return LABELS.get(name, name)
+
+
 def errors_of(exc: ValidationError, prefix: str = "story") -> dict[str, str]:
     found: dict[str, str] = {}
     for error in exc.errors():

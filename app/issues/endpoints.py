@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from app.accounts import service as accounts
-from app.issues import checks, repository, service
+from app.issues import repository, service
 from app.issues.deps import IssueDep
 from app.issues.schemas import (
     CheckReport,
@@ -151,15 +151,12 @@ async def preview_issue(
     format: Annotated[service.PreviewFormat, Query()] = "html",
 ) -> Response:
     """Exactly what a subscriber gets, for a sample subscriber ("Alex Reader")."""
-    loaded = await service.load(session, issue.id)
-    rendered = await service.rendering(loaded, settings)
-    message = service.preview_message(rendered, loaded, settings, signer)
+    shown = await service.preview(session, issue.id, settings, signer)
     headers = {"Cache-Control": "no-store"}
     if format == "eml":
-        headers["Content-Disposition"] = f'inline; filename="issue-{loaded.issue.number}.eml"'
-        return Response(message, media_type=_PREVIEW_TYPES["eml"], headers=headers)
-    text, html = service.message_parts(message)
-    body = html if format == "html" else text
+        headers["Content-Disposition"] = f'inline; filename="issue-{shown.loaded.issue.number}.eml"'
+        return Response(shown.message, media_type=_PREVIEW_TYPES["eml"], headers=headers)
+    body = shown.html if format == "html" else shown.text
     return Response(body, media_type=_PREVIEW_TYPES[format], headers=headers)
 
 
@@ -167,18 +164,4 @@ async def preview_issue(
 async def check_issue(
     session: SessionDep, settings: SettingsDep, signer: SignerDep, _: EditorKey, issue: IssueDep
 ) -> CheckReport:
-    loaded = await service.load(session, issue.id)
-    rendered = await service.rendering(loaded, settings)
-    message = service.preview_message(rendered, loaded, settings, signer)
-    text, html = service.message_parts(message)
-    return checks.run_checks(
-        loaded.issue,
-        loaded.newsletter,
-        loaded.stories,
-        html=html,
-        text=text,
-        unsubscribe_url=service.sample_unsubscribe_url(settings, signer),
-        message_bytes=len(message),
-        base_url=settings.base_url,
-        dev=settings.dev,
-    )
+    return await service.check_report(session, issue.id, settings, signer)

@@ -202,7 +202,7 @@ async def test_autosave_refuses_bad_input_and_says_why(
         path, data=editor.form(**fields), headers={"Origin": ORIGIN, "HX-Request": "true"}
     )
     assert htmx.status_code == 200  # htmx swaps only 2xx: the fragment says it was refused
-    assert "Not saved: subject" in htmx.text
+    assert "Not saved: the subject is too long: at most 300 characters" in htmx.text
     assert (await _fresh(sessionmaker, issue.id)).subject == issue.subject
 
 
