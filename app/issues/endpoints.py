@@ -19,18 +19,12 @@ from app.issues.schemas import (
     StoryRead,
 )
 from app.keys.deps import EditorKey
-from app.keys.service import Principal
 from app.kit.deps import SessionDep, SettingsDep, SignerDep
 from app.kit.pagination import Page, PageParamsDep, make_page
 from app.models import Issue, IssueStatus, Newsletter, Story
 from app.newsletters.deps import NewsletterDep
 
 router = APIRouter(prefix="/api/v1", tags=["issues"])
-
-
-def actor(principal: Principal) -> str:
-    """Who did it, as the audit log names an API key."""
-    return f"key {principal.name}"
 
 
 def _summary(issue: Issue, newsletter: Newsletter) -> IssueSummary:
@@ -66,7 +60,7 @@ async def create_issue(
 ) -> IssueRead:
     issue = await service.create_issue(session, newsletter, body)
     await accounts.audit(
-        session, actor(principal), "issue.create", f"issue {issue.id}", f"#{issue.number}"
+        session, principal.actor, "issue.create", f"issue {issue.id}", f"#{issue.number}"
     )
     return _read(issue, newsletter, await repository.stories(session, issue.id))
 
@@ -102,7 +96,7 @@ async def update_issue(
 async def delete_issue(session: SessionDep, principal: EditorKey, issue: IssueDep) -> None:
     await service.delete_issue(session, issue.id)
     await accounts.audit(
-        session, actor(principal), "issue.delete", f"issue {issue.id}", f"#{issue.number}"
+        session, principal.actor, "issue.delete", f"issue {issue.id}", f"#{issue.number}"
     )
 
 
@@ -115,7 +109,7 @@ async def duplicate_issue(session: SessionDep, principal: EditorKey, issue: Issu
     """A new draft with the same subject, preheader, intro, outro and stories."""
     copy = await service.duplicate_issue(session, issue.id)
     await accounts.audit(
-        session, actor(principal), "issue.duplicate", f"issue {copy.id}", f"from issue {issue.id}"
+        session, principal.actor, "issue.duplicate", f"issue {copy.id}", f"from issue {issue.id}"
     )
     return await _full(session, copy.id)
 
