@@ -465,3 +465,43 @@ async def test_an_unknown_issue_is_a_404_and_a_stranger_goes_to_login(
     response = await editor.client.get(f"/admin/issues/{issue.id}/preview")
     assert response.status_code == 303
     assert response.headers["location"].startswith("/admin/login?next=")
+
+
+async def test_autosave_of_a_scheduled_issue_is_refused(
+    editor: Editor, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    issue = await _issue(sessionmaker, status="scheduled", scheduled_at=utcnow() + timedelta(1))
+    stories = await _stories(sessionmaker, issue.id)
+    path = f"/admin/issues/{issue.id}/autosave"
+    fields = _form(issue, stories, subject="Changed")
+    assert (await _post(editor, path, **fields)).status_code == 409
+    htmx = await editor.client.post(
+        path, data=editor.form(**fields), headers={"Origin": ORIGIN, "HX-Request": "true"}
+    )
+    assert htmx.status_code == 200
+    assert "Not saved: the issue is scheduled" in htmx.text
+    assert (await _fresh(sessionmaker, issue.id)).subject == issue.subject
+
+
+async def test_the_checks_show_inline_and_on_the_send_confirmation(
+    editor: Editor, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    async with unit_of_work(sessionmaker) as session:
+        newsletter = await create_newsletter(session, slug="weekly", postal_address="")
+        issue = await create_issue(session, newsletter, stories=1)
+    page = await editor.client.get(f"/admin/issues/{issue.id}")
+    assert '<li class="finding-error">' in page.text
+    assert "no postal address" in page.text
+    confirm = await editor.client.get(f"/admin/issues/{issue.id}/send")
+    assert "The checks found 1 problem" in confirm.text
+    assert "no postal address" in confirm.text
+    assert "to 0 subscribers of" in html.unescape(confirm.text)
+
+
+async def test_a_sent_issue_has_no_send_confirmation(
+    editor: Editor, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    issue = await _issue(sessionmaker, status="sent")
+    response = await editor.client.get(f"/admin/issues/{issue.id}/send")
+    assert response.status_code == 303
+    assert response.headers["location"] == f"/admin/issues/{issue.id}"
