@@ -160,10 +160,12 @@ async def send_now(
     key: SendKey,
 ) -> Response:
     """Starts the send; the form's one-time key makes a double click answer the first."""
+    first = issue.status in UNSENT  # else a repeat, answered from the first request
     answer = await delivery.send_once(session, issue, settings=settings, key=key)
     recipients = int(answer.body.get("recipients", 0))
-    await accounts.audit(
-        session, viewer.actor, "issue.send", f"issue {issue.id}", f"{recipients} recipients"
-    )
+    if first:
+        await accounts.audit(
+            session, viewer.actor, "issue.send", f"issue {issue.id}", f"{recipients} recipients"
+        )
     done = "Sent" if issue.status == IssueStatus.sent.value else "Sending"
     return redirect(request, issue_url(issue), f"{done} to {recipients:,} subscribers.")

@@ -28,9 +28,8 @@ router = APIRouter(include_in_schema=False)
 Index = Annotated[int, Path(ge=0, le=MAX_STORIES)]
 
 
-async def _typed(request: Request, issue_id: int) -> Draft:
-    draft = read_draft(await request.form())
-    return draft
+async def _typed(request: Request) -> Draft:
+    return read_draft(await request.form())
 
 
 def _stories(draft: Draft) -> list[StoryIn]:
@@ -40,9 +39,9 @@ def _stories(draft: Draft) -> list[StoryIn]:
 
 
 async def _save(session: SessionDep, issue_id: int, draft: Draft, stories: list[StoryIn]) -> None:
-    assert draft.update is not None
-    body = draft.update.model_copy(update={"stories": stories})
-    await issues.update_issue(session, issue_id, IssueUpdate.model_validate(body.model_dump()))
+    """The typed issue fields with these stories, in this order."""
+    body = {**draft.values, "stories": [story.model_dump() for story in stories]}
+    await issues.update_issue(session, issue_id, IssueUpdate.model_validate(body))
 
 
 def _in_range(index: int, stories: Sequence[object]) -> None:
@@ -55,7 +54,7 @@ async def add_story(
     request: Request, session: SessionDep, viewer: FormViewerDep, issue: IssueDep
 ) -> Response:
     issues.ensure_editable(issue)
-    draft = await _typed(request, issue.id)
+    draft = await _typed(request)
     typed, story, errors = read_new_story(await request.form())
     if draft.update is None or story is None:
         return await editor_page(
@@ -83,7 +82,7 @@ async def _move(
     index: int,
     offset: int,
 ) -> Response:
-    draft = await _typed(request, issue_id)
+    draft = await _typed(request)
     if draft.update is None:
         return await editor_page(request, session, viewer, issue_id, draft=draft, status_code=400)
     stories = _stories(draft)

@@ -85,7 +85,7 @@ async def editor_page(
     return render(request, viewer, "admin/editor.html", context, status_code=status_code)
 
 
-def saved_at_text(issue: Issue, tz: str) -> str:
+def saved_at_text(tz: str) -> str:
     return f"Saved {utcnow().astimezone(zone(tz)):%H:%M}"
 
 
@@ -101,7 +101,7 @@ async def autosave_fragment(
     """ "Saved 14:02" (with the preview and checks swapped in anew), or why not."""
     context: dict[str, Any] = {"issue": issue, "problem": problem}
     if problem is None:
-        context["saved"] = saved_at_text(issue, tz)
+        context["saved"] = saved_at_text(tz)
         context["version"] = preview_version(issue)
         context.update(await checks_context(request, session, issue))
     return templates.TemplateResponse(
