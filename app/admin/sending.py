@@ -4,8 +4,8 @@
 issue that is sending, paused, sent or cancelled. The progress panel polls
 `/admin/issues/{id}/progress` every 2 s with htmx (a page without JavaScript offers a
 Refresh link instead) and stops once the send is over. When the issue's status moved
-since the page was drawn (paused by another editor, finished), the poll asks htmx to
-reload the whole page so that the controls match the new state.
+since the page was drawn (paused by another editor, finished), the poll's answer brings
+the page's links and controls for the new state along (htmx out-of-band swaps).
 
 The controls are forms posting to `/pause`, `/resume`, `/cancel` and `/resend-failed`:
 the same delivery service as the REST API, so the same rules; a move the issue's state
@@ -58,6 +58,7 @@ async def send_view(
             "issue": issue,
             "newsletter": newsletter,
             "newsletter_tz": newsletter.timezone,
+            "newsletter_slug": newsletter.slug,
             "progress": progress,
         },
     )
@@ -71,16 +72,16 @@ async def progress_panel(
     loaded = await issues.load(session, issue_id)
     shown = measuring.shown_status(request.query_params)
     progress = await _progress(request, session, loaded.issue)
-    headers = {"Cache-Control": "no-store"}
-    if shown is not None and shown != progress.status:
-        # The controls on the page are for the old state: reload it whole.
-        headers["HX-Refresh"] = "true"
+    context = {
+        "issue": loaded.issue,
+        "newsletter_tz": loaded.newsletter.timezone,
+        "newsletter_slug": loaded.newsletter.slug,
+        "progress": progress,
+        # The links and controls on the page are for the old state: they come along.
+        "moved": shown is not None and shown != progress.status,
+    }
     return render(
-        request,
-        viewer,
-        "admin/_progress.html",
-        {"issue": loaded.issue, "newsletter_tz": loaded.newsletter.timezone, "progress": progress},
-        headers=headers,
+        request, viewer, "admin/_progress.html", context, headers={"Cache-Control": "no-store"}
     )
 
 

@@ -86,7 +86,7 @@ async def test_messages_per_second_is_the_rate_since_the_last_sample(
     panel = await editor.client.get(url)
     after = int(time.time() * 1000)
     assert panel.status_code == 200
-    assert "HX-Refresh" not in panel.headers
+    assert "data-hx-swap-oob" not in panel.text  # the status did not move: controls stay
     assert not panel.text.lstrip().startswith("<!doctype")  # a fragment, not a page
     rate = float(_stat(panel.text, "Messages/s"))
     assert round(40_000 / (after - at), 1) <= rate <= round(40_000 / (before - at), 1)
@@ -116,7 +116,7 @@ def test_the_rate_and_eta_come_from_two_samples_not_the_whole_send() -> None:
     ]
 
 
-async def test_the_poll_stops_and_reloads_the_page_when_the_send_is_over(
+async def test_the_poll_stops_and_brings_new_controls_when_the_send_is_over(
     app: FastAPI, editor: Editor, sessionmaker: Maker, settings: Settings
 ) -> None:
     issue_id, _ = await start_issue(sessionmaker, settings, 3)
@@ -124,10 +124,14 @@ async def test_the_poll_stops_and_reloads_the_page_when_the_send_is_over(
     await set_issue_status(sessionmaker, issue_id, "sent")
     panel = await editor.client.get(f"/admin/issues/{issue_id}/progress?status=sending")
     assert panel.status_code == 200
-    assert panel.headers["HX-Refresh"] == "true"
     assert "data-hx-get" not in panel.text
     assert POLL not in panel.text
     assert 'class="badge badge-sent"' in panel.text
+    # The page's links and controls were for "sending": the answer replaces them.
+    assert '<div class="actions" id="send-links" data-hx-swap-oob="true">' in panel.text
+    assert '<div id="send-controls" data-hx-swap-oob="true">' in panel.text
+    assert 'href="/newsletters/weekly/issues/1"' in panel.text
+    assert "/pause" not in panel.text
     page = (await editor.client.get(issue_page(app).format(issue_id=issue_id))).text
     assert "data-hx-get" not in page
     assert "Refresh</a>" not in page
@@ -222,7 +226,7 @@ async def test_resend_failed_queues_the_failed_deliveries_again(
     await set_outcomes(sessionmaker, issue_id, {"sent": 2, "failed": 2})
     await set_issue_status(sessionmaker, issue_id, "sent")
     page = (await editor.client.get(issue_page(app).format(issue_id=issue_id))).text
-    assert "Resend to 2 failed" in page
+    assert "Resend failed deliveries" in page
     response = await editor.post(f"/admin/issues/{issue_id}/resend-failed")
     assert response.status_code == 303  # type: ignore[attr-defined]
     assert await delivery_statuses(sessionmaker, issue_id) == {"sent": 2, "queued": 2}

@@ -1,6 +1,6 @@
-"""The send view and the report in Chromium: counts that move without a reload, the page
-that reloads itself when the send is over, the report's tables; both widths, axe, vnu and
-no foreign hosts."""
+"""The send view and the report in Chromium: counts that move without a reload, controls
+that change with the status, the report's tables; both widths, axe, vnu and no foreign
+hosts."""
 
 from __future__ import annotations
 
@@ -76,11 +76,14 @@ async def test_the_send_view_updates_itself_and_the_report_reads_well(
     assert re.fullmatch(r"\d+(\.\d)?", rate), rate  # a number after two samples
     assert await page.evaluate("window.notReloaded === true")
 
-    # The send ends: the next poll reloads the page, whose controls then fit "sent".
+    # The send ends: the next poll brings the controls and links that fit "sent".
     await set_outcomes(sessionmaker, issue_id, {"sent": 8})
     await set_issue_status(sessionmaker, issue_id, "sent")
     await page.locator("#send-progress .badge-sent").wait_for(timeout=10_000)
-    assert await page.evaluate("window.notReloaded === undefined")
+    await page.get_by_role("link", name="Web version").wait_for(timeout=5_000)
+    assert await page.evaluate("window.notReloaded === true")
+    assert await page.get_by_role("button", name="Pause").count() == 0
+    assert await page.get_by_role("button", name="Resend failed deliveries").count() == 1
     assert await page.locator("#send-progress[data-hx-get]").count() == 0
     assert await page.get_by_role("link", name="Web version").count() == 1
     await page.close()
