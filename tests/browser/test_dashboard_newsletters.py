@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.kit.clock import utcnow
@@ -157,4 +157,24 @@ async def test_duplicate_and_new_issue_lead_to_the_new_draft(
     assert "Issue one: the long road" in await first_row.inner_text()
     await page.get_by_role("button", name="New issue").click()
     await page.wait_for_url("**/admin/issues/*")
+    await page.close()
+
+
+async def test_the_sending_panel_updates_without_reloading(
+    dashboard: DashboardBrowser,  # noqa: F811
+    session: AsyncSession,
+) -> None:
+    await _arrange(session)
+    context: Any = await dashboard.context()
+    page = await context.new_page()
+    await page.goto(dashboard.base_url + "/admin")
+    panel = page.locator("#sending-now-panel")
+    assert "4 sent of 6" in await panel.inner_text()
+    await page.evaluate("window.notReloaded = true")
+    await session.execute(
+        update(Delivery).where(Delivery.status == "cancelled").values(status="sent")
+    )
+    await session.commit()
+    await panel.get_by_text("6 sent of 6").wait_for(timeout=12_000)
+    assert await page.evaluate("window.notReloaded === true")
     await page.close()
