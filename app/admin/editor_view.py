@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts.service import Viewer
-from app.admin.editor_forms import STORY_FIELDS, Draft, local_input_value
+from app.admin.editor_forms import STORY_FIELDS, Draft, label, local_input_value
 from app.admin.web import render, zone
 from app.issues import service as issues
 from app.kit.clock import utcnow
@@ -74,6 +74,7 @@ async def editor_page(
         "values": draft.values if draft else _values(issue),
         "stories": draft.stories if draft else [_story_fields(s) for s in loaded.stories],
         "errors": shown_errors,
+        "error_list": [(name, label(name), text) for name, text in shown_errors.items()],
         "typed": typed or {},
         "editable": issue.status in EDITABLE,
         "version": preview_version(issue),

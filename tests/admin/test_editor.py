@@ -155,6 +155,7 @@ async def test_bad_input_is_named_beside_its_field_with_a_400(
     assert f'aria-describedby="{field}-hint {field}-error"' in response.text or (
         f'aria-describedby="{field}-error"' in response.text
     )
+    assert f'<a href="#{field}">' in response.text  # the summary leads to the field
     assert (await _fresh(sessionmaker, issue.id)).subject == issue.subject
 
 

@@ -14,6 +14,7 @@ from tests.browser.dashboard import SHOTS, DashboardBrowser
 from tests.browser.test_dashboard_login import dashboard  # noqa: F401
 from tests.browser.test_subscribe_flow import CHROMIUM, browser, server  # noqa: F401
 from tests.factories import create_issue, create_newsletter, create_readers
+from tests.validators import axe_violations
 
 pytestmark = [
     pytest.mark.browser,
@@ -95,5 +96,15 @@ async def test_the_editor_saves_as_one_types_and_the_preview_follows(
 
     confirm = await dashboard.check(f"/admin/issues/{issue_id}/send", "editor-send")
     heading = await confirm.locator("h1").inner_text()
-    assert heading.startswith("Send '") and "to 12 subscribers of" in heading
+    assert heading.startswith("Send '")
+    assert "to 12 subscribers of" in heading
+
+    # Bad input comes back beside its field (the Save button, as without JavaScript).
+    await page.get_by_label("Link").first.fill("not a web address")
+    await page.get_by_role("button", name="Save").first.click()
+    await page.wait_for_load_state("load")
+    error = page.locator("#story-0-url-error")
+    await expect(error).to_contain_text("http:// or https://")
+    await page.screenshot(path=str(SHOTS / "editor-error-1280.png"), full_page=True)
+    assert await axe_violations(page) == []
     assert dashboard.validate() == []
