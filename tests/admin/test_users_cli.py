@@ -107,3 +107,18 @@ async def test_bad_input_is_refused_with_a_message(
     code, _, err = await users_cli(database_url, *args, stdin=PASSWORD)
     assert code == 1
     assert "exists already" in err
+
+
+async def test_without_the_flag_the_password_is_asked_twice(
+    database_url: str, client: AsyncClient
+) -> None:
+    differ = f"{PASSWORD}\nsomething else entirely\n"
+    code, _, err = await users_cli(database_url, "create", "ed@example.com", stdin=differ)
+    assert code == 2
+    assert "the two passwords differ" in err
+    same = f"{PASSWORD}\n{PASSWORD}\n"
+    code, out, err = await users_cli(database_url, "create", "ed@example.com", stdin=same)
+    assert code == 0, err
+    assert "created editor ed@example.com" in out
+    assert PASSWORD not in out
+    assert await can_log_in(client, "ed@example.com", PASSWORD)
