@@ -79,6 +79,8 @@ async def test_the_link_arrives_through_the_outbox_and_works_once(
     html = message.get_body(("html",))
     assert html is not None
     assert f'href="http://testserver{path}"' in html.get_content()
+    assert "writer@example.com" in html.get_content()
+    assert "@@" not in html.get_content()  # every placeholder filled in
 
     # Opening the link changes nothing, however often.
     for _ in range(2):
