@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -160,7 +160,12 @@ def read_local_time(raw: str, tz: str) -> datetime:
         raise FormProblem("Write the time as YYYY-MM-DDTHH:MM.") from None
     if naive.tzinfo is not None:
         raise FormProblem("Give the time without an offset: it is read in the newsletter's zone.")
-    return naive.replace(tzinfo=zone(tz))
+    when = naive.replace(tzinfo=zone(tz))
+    try:
+        when.astimezone(UTC)
+    except OverflowError:  # year 1 or 9999 pushed past the calendar by the zone's offset
+        raise FormProblem("That time is out of range.") from None
+    return when
 
 
 def local_input_value(when: datetime | None, tz: str) -> str:

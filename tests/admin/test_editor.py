@@ -368,7 +368,14 @@ async def test_schedule_reads_the_time_in_the_newsletters_zone(
 
 @pytest.mark.parametrize(
     ("value", "message"),
-    [("", "Choose a date"), ("tomorrow", "YYYY-MM-DD"), ("2020-01-01T09:00", "in the past")],
+    [
+        ("", "Choose a date"),
+        ("tomorrow", "YYYY-MM-DD"),
+        ("2020-01-01T09:00", "in the past"),
+        ("0001-01-01T00:00", "out of range"),
+        ("9999-12-31T23:59", "ten years"),
+        ("2030-01-01T09:00+05:00", "without an offset"),
+    ],
 )
 async def test_a_bad_schedule_time_is_named_beside_the_field(
     editor: Editor, sessionmaker: async_sessionmaker[AsyncSession], value: str, message: str
