@@ -199,3 +199,31 @@ async def test_an_unknown_newsletter_is_a_404_page(editor: Editor) -> None:
     response = await editor.client.get("/admin/newsletters/nope", headers={"Accept": "text/html"})
     assert response.status_code == 404
     assert "nope" in response.text
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/admin",
+        "/admin/newsletters/new",
+        "/admin/newsletters/weekly",
+        "/admin/newsletters/weekly/issues",
+        "/admin/newsletters/weekly/schedule",
+    ],
+)
+async def test_editors_and_admins_both_open_the_newsletter_screens(
+    editor: Editor, admin: Editor, session: AsyncSession, path: str
+) -> None:
+    await create_newsletter(session)
+    for person in (editor, admin):
+        response = await person.client.get(path)
+        assert response.status_code == 200, (person.email, response.text)
+
+
+@pytest.mark.parametrize("tail", ["", "/issues", "/schedule"])
+async def test_the_screens_of_an_unknown_newsletter_are_404(editor: Editor, tail: str) -> None:
+    response = await editor.client.get(
+        f"/admin/newsletters/missing{tail}", headers={"Accept": "text/html"}
+    )
+    assert response.status_code == 404
+    assert "missing" in response.text
