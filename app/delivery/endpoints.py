@@ -46,7 +46,7 @@ async def send_issue(
 ) -> JSONResponse:
     """Enqueue the issue to every active subscriber now; a repeat never enqueues twice."""
     answer = await service.send_once(session, issue, settings=settings, key=idempotency_key)
-    if answer.status_code == 202:
+    if answer.status_code == 202 and not answer.replayed:
         detail = f"{answer.body.get('recipients')} recipients"
         await accounts.audit(session, key.actor, "issue.send", f"issue {issue.id}", detail)
     return JSONResponse(answer.body, status_code=answer.status_code)

@@ -202,6 +202,7 @@ TEST_KIND = "test"  # the outbox kind of a test send
 class Answer:
     status_code: int
     body: dict[str, Any]
+    replayed: bool = False  # the first request's answer, given again: nothing was done
 
 
 async def send_once(
@@ -213,7 +214,7 @@ async def send_once(
     if key:
         record = await send_repository.find_idempotent(session, scope, key)
         if record is not None:
-            return Answer(record.status_code, record.body)
+            return Answer(record.status_code, record.body, replayed=True)
     try:
         recipients = await start_send(session, issue, settings=settings)
     except Conflict:
@@ -221,7 +222,7 @@ async def send_once(
             # The same request raced us and won: its answer is ours.
             record = await send_repository.find_idempotent(session, scope, key)
             if record is not None:
-                return Answer(record.status_code, record.body)
+                return Answer(record.status_code, record.body, replayed=True)
         raise
     body = {"status": IssueStatus.sending.value, "recipients": recipients}
     if key:
