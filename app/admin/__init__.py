@@ -58,4 +58,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(LoginRequired)
     async def _login_required(request: Request, exc: LoginRequired) -> Response:
+        if request.headers.get("hx-request") == "true":
+            # A poll or an autosave after the session ended: htmx takes the whole page
+            # to the login (a redirect would be followed and the login page swapped in).
+            return Response(headers={"HX-Redirect": login_url(exc.next_path)})
         return redirect(request, login_url(exc.next_path))

@@ -62,7 +62,12 @@ def is_same_origin(request: Request, settings: Settings) -> bool:
 
 
 def _next_path(request: Request) -> str:
-    """Where to come back to after logging in: this page, or for a form the page it was on."""
+    """Where to come back to after logging in: this page, or for a form (or an htmx
+    request for a piece of a page) the page it was on."""
+    if request.headers.get("hx-request") == "true":
+        page = urlsplit(request.headers.get("hx-current-url", ""))
+        if page.path.startswith("/admin"):
+            return page.path + (f"?{page.query}" if page.query else "")
     if request.method in ("GET", "HEAD"):
         query = f"?{request.url.query}" if request.url.query else ""
         return request.url.path + query

@@ -23,11 +23,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.accounts import service as accounts
 from app.accounts.service import Viewer
 from app.admin import progress as measuring
-from app.admin.deps import FormViewerDep, LoginRequired, get_viewer
-from app.admin.web import login_url, number, redirect, render
+from app.admin.deps import FormViewerDep, ViewerDep
+from app.admin.web import number, redirect, render
 from app.delivery import service as delivery
 from app.issues import service as issues
-from app.kit.deps import SessionDep, SettingsDep
+from app.kit.deps import SessionDep
 from app.kit.errors import Conflict
 from app.kit.ids import IdPath
 from app.models import Issue, Newsletter
@@ -66,17 +66,9 @@ async def send_view(
 
 @router.get("/admin/issues/{issue_id}/progress")
 async def progress_panel(
-    request: Request, session: SessionDep, settings: SettingsDep, issue_id: IdPath
+    request: Request, session: SessionDep, viewer: ViewerDep, issue_id: IdPath
 ) -> Response:
-    """The progress panel alone, for the page's poll."""
-    try:
-        viewer = await get_viewer(request, session, settings)
-    except LoginRequired:
-        if request.headers.get("hx-request") != "true":
-            raise
-        # The session ended while the page polled: htmx takes the whole page to the login
-        # (a redirect would be followed and the login page swapped into the panel).
-        return Response(headers={"HX-Redirect": login_url(issue_url(issue_id))})
+    """The progress panel alone, for the page's poll (a lost session: see app.admin)."""
     loaded = await issues.load(session, issue_id)
     shown = measuring.shown_status(request.query_params)
     progress = await _progress(request, session, loaded.issue)

@@ -40,7 +40,21 @@ def _check_template(value: str) -> str:
 Timezone = Annotated[str, AfterValidator(_check_timezone)]
 Cron = Annotated[str | None, AfterValidator(_check_cron)]
 TemplateName = Annotated[str, AfterValidator(_check_template)]
-Slug = Annotated[str, Field(min_length=1, max_length=64, pattern=SLUG_PATTERN)]
+# `new` is the address of the dashboard's create form (/admin/newsletters/new).
+RESERVED_SLUGS = frozenset({"new"})
+
+
+def _check_slug(value: str) -> str:
+    if value in RESERVED_SLUGS:
+        raise ValueError(f"'{value}' is reserved; choose another slug")
+    return value
+
+
+Slug = Annotated[
+    str,
+    Field(min_length=1, max_length=64, pattern=SLUG_PATTERN),
+    AfterValidator(_check_slug),
+]
 
 
 class NewsletterCreate(BaseModel):

@@ -167,7 +167,10 @@ async def test_progress_of_an_unknown_issue_is_404_and_a_stranger_is_sent_to_log
     assert response.status_code == 303
     assert response.headers["location"].startswith("/admin/login?next=")
     # A poll whose session ended takes the whole page to the login, back to the issue.
-    polled = await client.get("/admin/issues/999/progress", headers={"HX-Request": "true"})
+    polled = await client.get(
+        "/admin/issues/999/progress",
+        headers={"HX-Request": "true", "HX-Current-URL": "http://testserver/admin/issues/999"},
+    )
     assert polled.status_code == 200
     assert polled.headers["HX-Redirect"] == "/admin/login?next=/admin/issues/999"
     assert polled.text == ""

@@ -91,6 +91,16 @@ async def test_a_taken_slug_is_a_conflict(
     assert renamed.status_code == 409
 
 
+async def test_the_slug_new_is_reserved_for_the_dashboards_create_form(
+    client: AsyncClient, editor_headers: dict[str, str]
+) -> None:
+    response = await client.post(
+        "/api/v1/newsletters", json=newsletter_body(slug="new"), headers=editor_headers
+    )
+    assert response.status_code == 422
+    assert "reserved" in response.text
+
+
 async def test_unknown_newsletter_is_404(
     client: AsyncClient, editor_headers: dict[str, str]
 ) -> None:
