@@ -9,6 +9,7 @@ from __future__ import annotations
 import email
 import email.policy
 import secrets
+from collections import OrderedDict
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Literal
@@ -23,7 +24,7 @@ from app.kit.clock import utcnow
 from app.kit.errors import Conflict, NotFound
 from app.kit.tokens import Signer
 from app.models import Issue, IssueStatus, Newsletter, Story
-from app.rendering.issue import RenderedIssue, render_issue
+from app.rendering.issue import RenderedIssue, format_date, render_issue
 from app.rendering.prepared import (
     TEST_SUBJECT_PREFIX,
     PreparedIssue,
@@ -178,12 +179,51 @@ async def load(session: AsyncSession, issue_id: int) -> Loaded:
 
 async def rendering(loaded: Loaded, settings: Settings) -> RenderedIssue:
     """What subscribers get: the frozen rendering once sending started, else the current
-    content rendered now (premailer runs in a thread, off the event loop)."""
+    content rendered now (premailer runs in a thread, off the event loop).
+
+    An unsent issue's rendering is kept per process under everything it is made from
+    (its text, its stories, the newsletter's last change, the day shown in its header):
+    the dashboard's editor shows the preview and the checks of the same content on every
+    page view and autosave, and premailer costs tens of milliseconds a rendering.
+    """
     issue = loaded.issue
     if issue.status not in NOT_FROZEN and issue.rendered_html and issue.rendered_text:
         return RenderedIssue.from_frozen(issue.rendered_html, issue.rendered_text)
-    return await to_thread.run_sync(
+    key = _rendering_key(loaded, settings)
+    cached = _RENDERINGS.get(key)
+    if cached is not None:
+        _RENDERINGS.move_to_end(key)
+        return cached
+    rendered = await to_thread.run_sync(
         lambda: render_issue(issue, loaded.newsletter, loaded.stories, settings)
+    )
+    _RENDERINGS[key] = rendered
+    while len(_RENDERINGS) > _RENDERINGS_KEPT:
+        _RENDERINGS.popitem(last=False)
+    return rendered
+
+
+_RENDERINGS: OrderedDict[tuple[object, ...], RenderedIssue] = OrderedDict()
+_RENDERINGS_KEPT = 64
+
+
+def _rendering_key(loaded: Loaded, settings: Settings) -> tuple[object, ...]:
+    issue, newsletter = loaded.issue, loaded.newsletter
+    return (
+        issue.id,
+        issue.number,
+        issue.subject,
+        issue.preheader,
+        issue.intro,
+        issue.outro,
+        tuple(
+            (s.title, s.body, s.url, s.source, s.image_url, s.image_alt) for s in loaded.stories
+        ),
+        newsletter.id,
+        newsletter.updated_at,
+        format_date(utcnow(), newsletter.timezone or "UTC"),
+        settings.templates_dir,
+        settings.base_url,
     )
 
 
