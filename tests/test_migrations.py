@@ -16,7 +16,7 @@ from typing import Any
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import delete, inspect, select
+from sqlalchemy import delete, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.kit.db import Base, create_engine
@@ -171,3 +171,81 @@ async def test_a_lost_installation_row_is_made_again_once_even_by_processes_raci
                 await engine.dispose()
         assert len(set(made)) == 1
         assert await _stored_installation_ids(url) == made[:1]
+
+
+async def _execute(url: str, *statements: str) -> list[Any]:
+    """Run SQL statements in one transaction; the last one's rows."""
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as conn:
+            rows: list[Any] = []
+            for statement in statements:
+                result = await conn.execute(text(statement))
+                rows = list(result.all()) if result.returns_rows else []
+            return rows
+    finally:
+        await engine.dispose()
+
+
+_SUMS = (
+    "SELECT newsletter_id, status, SUM(n) FROM subscription_count"
+    " GROUP BY newsletter_id, status ORDER BY newsletter_id, status"
+)
+
+
+async def test_the_counts_migration_backfills_existing_rows_and_downgrades(
+    tmp_path: Path, db_kind: str
+) -> None:
+    async with _fresh_database(tmp_path, db_kind, "counts") as url:
+        await asyncio.to_thread(upgrade, url, "0007")
+        now = "'2026-12-01 10:00:00'"
+        statuses = ["active", "active", "pending", "unsubscribed", "active"]
+        await _execute(
+            url,
+            *(
+                "INSERT INTO newsletter (id, slug, name, description, from_name, from_email,"
+                " postal_address, double_opt_in, timezone, auto_send_upcoming, track_opens,"
+                f" track_clicks, template, created_at, updated_at) VALUES ({i}, 'n{i}', 'N',"
+                f" '', 'N', 'n@example.com', '', true, 'UTC', false, false, false, 'default',"
+                f" {now}, {now})"
+                for i in (1, 2)
+            ),
+            *(
+                "INSERT INTO subscriber (id, email, name, attributes, created_at, updated_at)"
+                f" VALUES ({i}, 'p{i}@example.com', '', '{{}}', {now}, {now})"
+                for i in range(1, 6)
+            ),
+            *(
+                "INSERT INTO subscription (newsletter_id, subscriber_id, status, source,"
+                " requested_at, soft_bounces, created_at, updated_at)"
+                f" VALUES ({1 if i < 5 else 2}, {i}, '{status}', 'api', {now}, 0, {now}, {now})"
+                for i, status in enumerate(statuses, 1)
+            ),
+        )
+        await asyncio.to_thread(upgrade, url)
+        expected = [(1, "active", 2), (1, "pending", 1), (1, "unsubscribed", 1), (2, "active", 1)]
+        assert [tuple(r) for r in await _execute(url, _SUMS)] == expected
+        # The triggers are there: a change moves the counts.
+        moved = await _execute(
+            url, "UPDATE subscription SET status = 'active' WHERE subscriber_id = 3", _SUMS
+        )
+        assert [tuple(r) for r in moved] == [
+            (1, "active", 3),
+            (1, "pending", 0),
+            (1, "unsubscribed", 1),
+            (2, "active", 1),
+        ]
+
+        await asyncio.to_thread(command.downgrade, alembic_config(url), "0007")
+        engine = create_engine(url)
+        try:
+            async with engine.connect() as conn:
+                tables = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
+        finally:
+            await engine.dispose()
+        assert "subscription_count" not in tables
+        # No trigger is left behind to write into the missing table.
+        await _execute(url, "DELETE FROM subscription WHERE subscriber_id = 5")
+        await asyncio.to_thread(upgrade, url)
+        again = [tuple(r) for r in await _execute(url, _SUMS)]
+        assert again == [(1, "active", 3), (1, "unsubscribed", 1)]

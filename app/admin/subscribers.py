@@ -148,7 +148,6 @@ async def unsubscribe(
     url = _subscriber_url(newsletter, subscription.id)
     if result.outcome != subscribers.UnsubscribeOutcome.unsubscribed:
         return redirect(request, url, f"{subscriber.email} was not subscribed.", kind="error")
-    subscribers.forget_counts(newsletter)
     await accounts.audit(
         session,
         viewer.actor,
@@ -170,7 +169,6 @@ async def delete(
     _, subscriber = await subscribers.get_subscription(session, newsletter, subscription_id)
     email = subscriber.email
     await subscribers.delete_subscription(session, newsletter, subscription_id)
-    subscribers.forget_counts(newsletter)
     await accounts.audit(
         session,
         viewer.actor,
@@ -197,7 +195,6 @@ async def erase(
     await subscribers.erase(session, settings=settings, email=email)
     # The audit row names the subscription, not the address: the person asked to be
     # forgotten (the suppression list keeps the address, and only that).
-    subscribers.forget_counts(newsletter)
     await accounts.audit(
         session,
         viewer.actor,

@@ -92,7 +92,6 @@ async def add(
         return _add_form(
             request, viewer, newsletter, form=form, error=error, status_code=exc.status_code
         )
-    subscribers.forget_counts(newsletter)
     await accounts.audit(
         session,
         viewer.actor,
@@ -164,7 +163,6 @@ async def import_file(
     except Invalid as exc:  # the file as a whole: no header, no email column, not UTF-8
         error = f"Nothing was imported: {exc.detail[0]['msg']}."
         return _import_page(request, viewer, newsletter, error=error, status_code=422)
-    subscribers.forget_counts(newsletter)
     summary = report.as_dict()
     await accounts.audit(
         session,

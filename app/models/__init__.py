@@ -6,7 +6,13 @@ constraint change. The tables live in modules by subject; import them from here.
 """
 
 from app.models.accounts import AuditEvent, User, UserSession
-from app.models.audience import Newsletter, Subscriber, Subscription, Suppression
+from app.models.audience import (
+    Newsletter,
+    Subscriber,
+    Subscription,
+    SubscriptionCount,
+    Suppression,
+)
 from app.models.base import TimestampMixin
 from app.models.issues import Issue, ScheduleTick, Story
 from app.models.sending import (
@@ -50,6 +56,7 @@ __all__ = [
     "Story",
     "Subscriber",
     "Subscription",
+    "SubscriptionCount",
     "SubscriptionStatus",
     "Suppression",
     "SuppressionReason",

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     ForeignKey,
     Index,
@@ -115,3 +116,23 @@ class Suppression(Base):
     reason: Mapped[str] = mapped_column(String(16))
     detail: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SubscriptionCount(Base):
+    """Signed deltas of a newsletter's subscriptions per status; a count is their SUM.
+
+    Written only by database triggers on `subscription` (migration 0008: statement-level
+    with transition tables on PostgreSQL, row-level on SQLite), so every path that
+    changes a subscription keeps the counts exact. The triggers are not declared here:
+    the models describe tables, the migration owns the triggers. Rows are only appended,
+    never updated (no hot row for concurrent signups), and folded into one row per
+    status by app/subscribers/count_repository.py.
+    """
+
+    __tablename__ = "subscription_count"
+    __table_args__ = (Index("ix_subscription_count_newsletter_id", "newsletter_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    newsletter_id: Mapped[int] = mapped_column(ForeignKey("newsletter.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(16))
+    n: Mapped[int] = mapped_column(BigInteger)

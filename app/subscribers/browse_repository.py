@@ -1,5 +1,5 @@
-"""Queries behind the dashboard's subscriber screens: keyset pages both ways, counts per
-status, and one subscription's events and deliveries.
+"""Queries behind the dashboard's subscriber screens: keyset pages both ways and one
+subscription's events and deliveries (the counts per status are in count_repository).
 
 Written to stay fast at a million subscriptions in one newsletter (SPEC section 11):
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import Delivery, Event, Issue, Subscriber, Subscription
@@ -65,18 +65,6 @@ async def page(
         stmt = stmt.where(Subscription.id > (after_id or 0)).order_by(Subscription.id)
     rows = await session.execute(stmt.limit(limit + 1))
     return [(row[0], row[1]) for row in rows]
-
-
-async def count_by_status(session: AsyncSession, newsletter_id: int) -> dict[str, int]:
-    """{status: subscriptions} of one newsletter, from the (newsletter_id, status, id)
-    index alone (an index-only scan on PostgreSQL once autovacuum has set the
-    visibility map). See service.status_counts for what it costs at a million rows."""
-    result = await session.execute(
-        select(Subscription.status, func.count())
-        .where(Subscription.newsletter_id == newsletter_id)
-        .group_by(Subscription.status)
-    )
-    return {str(row[0]): int(row[1]) for row in result.all()}
 
 
 async def recent_events(session: AsyncSession, subscription_id: int, limit: int) -> list[Event]:

@@ -32,7 +32,6 @@ from app.subscribers import consent, repository
 from app.subscribers.browse import Browse as Browse
 from app.subscribers.browse import History as History
 from app.subscribers.browse import browse as browse
-from app.subscribers.browse import forget_counts as forget_counts
 from app.subscribers.browse import history as history
 from app.subscribers.browse import status_counts as status_counts
 from app.subscribers.consent import ConsentProof
