@@ -14,9 +14,7 @@ fold runs in the reader's transaction and costs one DELETE and one small INSERT.
 
 from __future__ import annotations
 
-from collections import Counter
-
-from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.kit.sql import dialect_name
@@ -41,40 +39,56 @@ async def read(session: AsyncSession, newsletter_id: int) -> tuple[dict[str, int
     return counts, rows
 
 
+# PostgreSQL: one statement. The DELETE returns exactly the rows it removed and their
+# sums go back in, so a delta appended meanwhile (invisible to it, not deleted) still
+# counts once. Nothing is carried to Python, however many rows an import left.
+_FOLD_PG = text(
+    """
+    WITH gone AS (
+        DELETE FROM subscription_count WHERE newsletter_id = :id RETURNING status, n
+    )
+    INSERT INTO subscription_count (newsletter_id, status, n)
+    SELECT :id, status, sum(n) FROM gone GROUP BY status HAVING sum(n) <> 0
+    """
+)
+# SQLite has no DELETE inside a WITH. It has one writer at a time: the INSERT takes the
+# write lock (and holds it to the commit), so between it and the DELETE no delta can
+# be appended, and the DELETE removes exactly the rows that were summed, sparing the
+# sum rows just inserted.
+_SUM_SQLITE = text(
+    """
+    INSERT INTO subscription_count (newsletter_id, status, n)
+    SELECT :id, status, sum(n) FROM subscription_count WHERE newsletter_id = :id
+    GROUP BY status HAVING sum(n) <> 0
+    RETURNING id
+    """
+)
+
+
 async def fold(session: AsyncSession, newsletter_id: int) -> bool:
     """Replace the newsletter's delta rows by one row per status holding their sum.
 
-    Exact under concurrent writers: the DELETE returns exactly the rows it removed and
-    their sum goes back in the same transaction, so a delta appended meanwhile (not seen,
-    not deleted) still counts once. On PostgreSQL two folds of one newsletter would wait
-    on each other's row locks (and could deadlock, locking rows in different orders), so
-    a fold first takes a transaction-level advisory lock without waiting and gives up if
-    another fold holds it (the reader's sums are right either way). Appending deltas
-    never waits on a fold: new rows conflict with no lock it holds. False when skipped.
+    On PostgreSQL two folds of one newsletter would wait on each other's row locks (and
+    could deadlock, locking rows in different orders), so a fold first takes a
+    transaction-level advisory lock without waiting and gives up if another fold holds
+    it (the reader's sums are right either way). Appending deltas never waits on a fold:
+    a new row conflicts with no lock it holds. False when skipped.
     """
     if dialect_name(session) == "postgresql":
-        # The key space is shared by every advisory lock of the database: this feature's
-        # keys are (class 0x5C0C, newsletter id) via the two-int form, so they cannot
-        # meet a one-bigint key another feature might take.
+        # Advisory keys are shared by the whole database: the two-int form with this
+        # feature's class (0x5C0C) cannot meet a one-bigint key taken elsewhere.
         locked = await session.scalar(
             text("SELECT pg_try_advisory_xact_lock(23564, CAST(:id AS integer))"),
             {"id": newsletter_id % 2**31},
         )
         if not locked:
             return False
-    result = await session.execute(
-        delete(SubscriptionCount)
-        .where(SubscriptionCount.newsletter_id == newsletter_id)
-        .returning(SubscriptionCount.status, SubscriptionCount.n)
+        await session.execute(_FOLD_PG, {"id": newsletter_id})
+        return True
+    kept = list((await session.scalars(_SUM_SQLITE, {"id": newsletter_id})).all())
+    await session.execute(
+        delete(SubscriptionCount).where(
+            SubscriptionCount.newsletter_id == newsletter_id, SubscriptionCount.id.not_in(kept)
+        )
     )
-    sums: Counter[str] = Counter()
-    for status, n in result.all():
-        sums[str(status)] += int(n)
-    kept = [
-        {"newsletter_id": newsletter_id, "status": status, "n": n}
-        for status, n in sorted(sums.items())
-        if n != 0
-    ]
-    if kept:
-        await session.execute(insert(SubscriptionCount), kept)
     return True
