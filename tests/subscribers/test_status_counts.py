@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from httpx import AsyncClient
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.kit.clock import utcnow
@@ -252,3 +252,17 @@ async def test_concurrent_writers_and_folds_keep_counts_exact(
     async with unit_of_work(sessionmaker) as s:
         await count_repository.fold(s, newsletter.id)
     await assert_exact(sessionmaker, newsletter)
+
+
+async def test_truncating_the_subscriptions_empties_the_counts(
+    db_kind: str, session: AsyncSession, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    if db_kind != "postgresql":
+        pytest.skip("SQLite has no TRUNCATE (its DELETE fires the row triggers)")
+    newsletter = await create_gazette(session)
+    await create_readers(session, newsletter, 10)
+    await session.commit()
+    await session.execute(text("TRUNCATE subscription CASCADE"))
+    await session.commit()
+    assert await delta_rows(session, newsletter.id) == 0
+    assert (await assert_exact(sessionmaker, newsletter))["all"] == 0
