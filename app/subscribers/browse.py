@@ -68,7 +68,7 @@ async def browse(
 # Counting is the one part of the list that grows with the newsletter: a grouped COUNT(*)
 # of a million subscriptions took 220-420 ms on PostgreSQL 15. So the database keeps the
 # counts itself, as deltas appended by triggers (migration 0008, count_repository), exact
-# for every writer and a sub-millisecond read.
+# for every writer, and a read of a few rows.
 async def status_counts(session: AsyncSession, newsletter: Newsletter) -> dict[str, int]:
     """Subscriptions per status (every status present, 0 when none), and "all"."""
     counts, rows = await count_repository.read(session, newsletter.id)

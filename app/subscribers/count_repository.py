@@ -2,10 +2,11 @@
 
 `subscription_count` (migration 0008) holds signed deltas (newsletter, status, n) that
 triggers on `subscription` append on every insert, status change and delete; a count is
-the SUM of a newsletter's deltas, exact and read through ix_subscription_count_newsletter_id
-in well under a millisecond however many subscriptions there are.
+the SUM of a newsletter's deltas, exact, and read through the index on newsletter_id in
+about a millisecond however many subscriptions there are.
 
-Deltas pile up (one per signup, a few per import statement), so a reader that finds more
+Deltas pile up (one per signup; per import, a few on PostgreSQL, whose triggers run once
+per statement, and one per row on SQLite), so a reader that finds more
 than FOLD_AT of a newsletter's rows folds them: one row per status with their sum. It is
 done on read, not by the worker's scheduler, so a deployment without a worker, and every
 test, keeps the rows bounded too, and only newsletters someone looks at pay for it. The
