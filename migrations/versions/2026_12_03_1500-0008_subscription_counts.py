@@ -21,11 +21,20 @@ A deleted newsletter's count rows go with it (ON DELETE CASCADE); the DELETE tri
 skip a newsletter that no longer exists, so the cascade's own subscription deletes add
 no rows pointing at it.
 
-Measured on PostgreSQL 15 (2 shared cores), 1,000,000 subscriptions of one newsletter
-(bench/status_counts.py):
-- status_counts: a grouped COUNT(*) took ~MEASURED_BEFORE; the counters take ~MEASURED_AFTER.
-- load_subscribers (INSERT ... SELECT of 1,000,000 subscriptions, one statement):
-  ~LOAD_BEFORE without the triggers, ~LOAD_AFTER with them.
+Measured on PostgreSQL 15, 1,000,000 subscriptions of one newsletter, on a 2-core
+machine shared with other work (bench/status_counts.py, 50 reads each):
+- the counts: the grouped COUNT(*) took 304 ms median, 518 ms p95 (282/332 in a second
+  database); the counters' query 2.3 ms median, 8.4 ms p95, and status_counts in a whole
+  unit of work (session, read, commit) 3.3 ms median, 7.6 ms p95.
+- the insert trigger's cost: load_subscribers (1,000,000 subscribers, then their
+  subscriptions in one INSERT ... SELECT, then ANALYZE) took 97.0 s at revision 0007 and
+  98.5 s with the triggers; the subscription INSERT alone, run again in one database with
+  the trigger disabled and enabled in turn, 47.6 and 46.3 s without, 45.9 and 48.7 s
+  with: within the machine's noise (the transition table's GROUP BY is a fraction of a
+  second next to writing a million rows and their indexes). Two earlier runs of the two
+  databases, which overlapped other load, differed more (68.6 s against 79.2 s, 111 s
+  against 137 s), so the loads bound the cost only loosely; the interleaved runs show
+  none measurable.
 
 The triggers are not in the models (app/models/audience.py declares the table only).
 On SQLite a later batch migration that rebuilds `subscription` drops its triggers: such
