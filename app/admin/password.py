@@ -9,9 +9,7 @@ password, which spends the link (see `accounts.reset_token`) and ends every sess
 
 from __future__ import annotations
 
-import secrets
 from functools import lru_cache
-from html import escape
 from pathlib import Path as FilePath
 from typing import Annotated
 
@@ -29,6 +27,7 @@ from app.kit.errors import BroadsheetError, Forbidden, TooManyRequests
 from app.models import User
 from app.rendering.environment import email_environment
 from app.rendering.inlining import inline_css
+from app.rendering.placeholders import fill, placeholder
 from app.settings import Settings
 from app.throttle import service as throttle
 
@@ -68,13 +67,6 @@ async def _throttle(request: Request, settings: Settings, email: str) -> None:
         raise TooManyRequests(retry)
 
 
-# The account's address and link go into the inlined HTML as placeholders (a per-process
-# nonce, so nothing typed can pose as one): premailer then runs once per process, not
-# once per request, which also keeps an existing account's answer as quick as a missing one's.
-_NONCE = secrets.token_hex(6)
-_EMAIL, _URL = (f"@@{_NONCE}.{part}@@" for part in ("EMAIL", "URL"))
-
-
 def _environment(templates_dir: FilePath | None) -> SandboxedEnvironment:
     """The deployment's templates, or Broadsheet's when its folder lacks the reset mail."""
     env = email_environment(templates_dir)
@@ -86,10 +78,14 @@ def _environment(templates_dir: FilePath | None) -> SandboxedEnvironment:
     return env
 
 
+# The account's address and link go into the inlined HTML as placeholders: premailer
+# then runs once per process, not once per request, which also keeps an existing
+# account's answer as quick as a missing one's.
 @lru_cache(maxsize=8)
 def _inlined_html(templates_dir: FilePath | None, site: str) -> str:
     template = _environment(templates_dir).get_template("password_reset.html")
-    return inline_css(template.render(email=_EMAIL, reset_url=_URL, site=site))
+    html = template.render(email=placeholder("EMAIL"), reset_url=placeholder("URL"), site=site)
+    return inline_css(html)
 
 
 def render_reset_mail(settings: Settings, user: User, url: str) -> tuple[str, str]:
@@ -97,9 +93,7 @@ def render_reset_mail(settings: Settings, user: User, url: str) -> tuple[str, st
     context = {"email": user.email, "reset_url": url, "site": settings.base_host}
     text = _environment(settings.templates_dir).get_template("password_reset.txt").render(context)
     html = _inlined_html(settings.templates_dir, settings.base_host)
-    for placeholder, value in ((_EMAIL, user.email), (_URL, url)):
-        html = html.replace(placeholder, escape(value, quote=True))
-    return text, html
+    return text, fill(html, {"EMAIL": user.email, "URL": url})
 
 
 @router.post("/admin/password/forgot")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import secrets
 from datetime import datetime
 from functools import lru_cache
-from html import escape
 from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,6 +21,7 @@ from app.models import Newsletter, OutboxMessage, Subscriber, Subscription
 from app.rendering.dkim import dkim_signer
 from app.rendering.environment import email_environment
 from app.rendering.inlining import inline_css
+from app.rendering.placeholders import fill, placeholder
 from app.rendering.transactional import build_message, message_id
 from app.settings import Settings
 
@@ -30,12 +30,6 @@ CONFIRMATION_KIND = "confirmation"
 
 def confirmation_subject(newsletter: Newsletter) -> str:
     return f"Confirm your subscription to {newsletter.name}"
-
-
-# Per-subscriber values go into the inlined HTML as placeholders with a per-process
-# nonce, so editor text (the newsletter's name) can never pose as one.
-_NONCE = secrets.token_hex(6)
-_NAME, _EMAIL, _URL = (f"@@{_NONCE}.{part}@@" for part in ("NAME", "EMAIL", "URL"))
 
 
 @lru_cache(maxsize=256)
@@ -58,9 +52,9 @@ def _inlined_html(
             newsletter_name=newsletter_name,
             from_name=from_name,
             postal_address=postal_address,
-            subscriber_name=_NAME if with_name else "",
-            email=_EMAIL,
-            confirm_url=_URL,
+            subscriber_name=placeholder("NAME") if with_name else "",
+            email=placeholder("EMAIL"),
+            confirm_url=placeholder("URL"),
         )
     )
     return inline_css(html)
@@ -88,13 +82,7 @@ def render_confirmation(
         postal_address,
         bool(subscriber.name),
     )
-    for placeholder, value in (
-        (_NAME, subscriber.name),
-        (_EMAIL, subscriber.email),
-        (_URL, url),
-    ):
-        html = html.replace(placeholder, escape(value, quote=True))
-    return text, html
+    return text, fill(html, {"NAME": subscriber.name, "EMAIL": subscriber.email, "URL": url})
 
 
 async def queue_confirmation(
