@@ -183,17 +183,9 @@ async def export(
     status: Annotated[SubscriptionStatus | None, Query()] = None,
 ) -> StreamingResponse:
     """The REST API's export, streamed: every subscription, or those of one status."""
-    rows = subscribers.export_csv(
+    return subscribers.export_download(
         request.app.state.sessionmaker,
         newsletter_id=newsletter.id,
+        slug=newsletter.slug,
         status=status.value if status else None,
-    )
-    filename = f"{newsletter.slug}-subscribers{f'-{status.value}' if status else ''}.csv"
-    return StreamingResponse(
-        rows,
-        media_type="text/csv; charset=utf-8",
-        headers={
-            "Content-Disposition": f'attachment; filename="{filename}"',
-            "Cache-Control": "no-store",
-        },
     )

@@ -19,7 +19,7 @@ from app.models import SubscriptionStatus
 from app.newsletters.deps import NewsletterDep
 from app.subscribers import service
 from app.subscribers.errors import UnsupportedMediaType
-from app.subscribers.exporter import export_csv
+from app.subscribers.exporter import export_download
 from app.subscribers.importer import import_csv
 from app.subscribers.schemas import (
     ImportResult,
@@ -133,19 +133,11 @@ async def export_subscribers(
 ) -> StreamingResponse:
     """Every subscription as CSV, streamed page by page (keyset by id), grouped by status:
     active, pending, unsubscribed, bounced, complained."""
-    rows = export_csv(
+    return export_download(
         request.app.state.sessionmaker,
         newsletter_id=newsletter.id,
+        slug=newsletter.slug,
         status=status.value if status else None,
-    )
-    filename = f"{newsletter.slug}-subscribers.csv"
-    return StreamingResponse(
-        rows,
-        media_type="text/csv; charset=utf-8",
-        headers={
-            "Content-Disposition": f'attachment; filename="{filename}"',
-            "Cache-Control": "no-store",
-        },
     )
 
 

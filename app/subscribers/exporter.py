@@ -12,6 +12,7 @@ import json
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+from fastapi.responses import StreamingResponse
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -84,3 +85,23 @@ async def export_csv(
             after_id = page[-1].id
             if len(page) < EXPORT_PAGE:
                 break
+
+
+def export_download(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    newsletter_id: int,
+    slug: str,
+    status: str | None,
+) -> StreamingResponse:
+    """The export as a CSV download (the REST API's and the dashboard's alike), named
+    after the newsletter and the status chosen, never cached."""
+    suffix = f"-{status}" if status else ""
+    return StreamingResponse(
+        export_csv(sessionmaker, newsletter_id=newsletter_id, status=status),
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="{slug}-subscribers{suffix}.csv"',
+            "Cache-Control": "no-store",
+        },
+    )

@@ -28,7 +28,7 @@ from app.models import (
     SuppressionReason,
 )
 from app.settings import Settings
-from app.subscribers import consent, repository
+from app.subscribers import browse_repository, consent, repository
 from app.subscribers.browse import Browse as Browse
 from app.subscribers.browse import History as History
 from app.subscribers.browse import browse as browse
@@ -36,7 +36,7 @@ from app.subscribers.browse import history as history
 from app.subscribers.browse import status_counts as status_counts
 from app.subscribers.consent import ConsentProof
 from app.subscribers.emails import queue_confirmation
-from app.subscribers.exporter import export_csv as export_csv
+from app.subscribers.exporter import export_download as export_download
 from app.subscribers.importer import ImportReport as ImportReport
 from app.subscribers.importer import import_csv as import_csv
 from app.subscribers.schemas import SubscriberAdd, SubscriptionUpdate
@@ -222,12 +222,13 @@ async def list_page(
 ) -> list[tuple[Subscription, Subscriber]]:
     """One page of a newsletter's subscriptions by id, `limit + 1` rows (the extra one
     says there is a next page); `q` matches a part of the address or the name."""
-    return await repository.list_page(
+    return await browse_repository.page(
         session,
         newsletter_id=newsletter.id,
         status=status.value if status else None,
         q=q.strip() if q else None,
         after_id=after_id,
+        before_id=None,
         limit=limit,
     )
 
