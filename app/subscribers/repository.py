@@ -22,7 +22,6 @@ from app.models import (
     Suppression,
     SuppressionReason,
 )
-from app.subscribers.browse_repository import matches
 
 
 async def get_subscriber_by_email(session: AsyncSession, email: str) -> Subscriber | None:
@@ -110,29 +109,6 @@ async def get_full(
     )
     row = (await session.execute(stmt)).first()
     return None if row is None else (row[0], row[1], row[2])
-
-
-async def list_page(
-    session: AsyncSession,
-    *,
-    newsletter_id: int,
-    status: str | None,
-    q: str | None,
-    after_id: int,
-    limit: int,
-) -> list[tuple[Subscription, Subscriber]]:
-    stmt = (
-        select(Subscription, Subscriber)
-        .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
-        .where(Subscription.newsletter_id == newsletter_id, Subscription.id > after_id)
-    )
-    if status is not None:
-        stmt = stmt.where(Subscription.status == status)
-    if q:
-        # The dashboard's search: ILIKE, served by the trigram indexes on PostgreSQL.
-        stmt = stmt.where(matches(q))
-    stmt = stmt.order_by(Subscription.id).limit(limit + 1)
-    return [(row[0], row[1]) for row in await session.execute(stmt)]
 
 
 async def export_page(
