@@ -27,6 +27,7 @@ from app.admin.deps import FormViewerDep, ViewerDep
 from app.admin.web import number, redirect, render
 from app.delivery import service as delivery
 from app.issues import service as issues
+from app.issues.deps import IssueDep
 from app.kit.deps import SessionDep
 from app.kit.errors import Conflict
 from app.kit.ids import IdPath
@@ -114,11 +115,11 @@ async def _control(
     request: Request,
     session: AsyncSession,
     viewer: Viewer,
-    issue_id: int,
+    issue: Issue,
     action: str,
     control: Control,
 ) -> Response:
-    issue = await issues.get(session, issue_id)
+    issue_id = issue.id
     try:
         message = await control(session, issue)
     except Conflict as exc:
@@ -133,27 +134,27 @@ async def _control(
 
 @router.post("/admin/issues/{issue_id}/pause")
 async def pause(
-    request: Request, session: SessionDep, viewer: FormViewerDep, issue_id: IdPath
+    request: Request, session: SessionDep, viewer: FormViewerDep, issue: IssueDep
 ) -> Response:
-    return await _control(request, session, viewer, issue_id, "pause", _pause)
+    return await _control(request, session, viewer, issue, "pause", _pause)
 
 
 @router.post("/admin/issues/{issue_id}/resume")
 async def resume(
-    request: Request, session: SessionDep, viewer: FormViewerDep, issue_id: IdPath
+    request: Request, session: SessionDep, viewer: FormViewerDep, issue: IssueDep
 ) -> Response:
-    return await _control(request, session, viewer, issue_id, "resume", _resume)
+    return await _control(request, session, viewer, issue, "resume", _resume)
 
 
 @router.post("/admin/issues/{issue_id}/cancel")
 async def cancel(
-    request: Request, session: SessionDep, viewer: FormViewerDep, issue_id: IdPath
+    request: Request, session: SessionDep, viewer: FormViewerDep, issue: IssueDep
 ) -> Response:
-    return await _control(request, session, viewer, issue_id, "cancel", _cancel)
+    return await _control(request, session, viewer, issue, "cancel", _cancel)
 
 
 @router.post("/admin/issues/{issue_id}/resend-failed")
 async def resend_failed(
-    request: Request, session: SessionDep, viewer: FormViewerDep, issue_id: IdPath
+    request: Request, session: SessionDep, viewer: FormViewerDep, issue: IssueDep
 ) -> Response:
-    return await _control(request, session, viewer, issue_id, "resend-failed", _resend)
+    return await _control(request, session, viewer, issue, "resend-failed", _resend)
