@@ -20,7 +20,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from app.accounts import service as accounts
 from app.admin.deps import is_same_origin
-from app.admin.web import redirect, render
+from app.admin.web import password_problem, problem, redirect, render
 from app.delivery import service as delivery
 from app.kit.deps import SessionDep, SettingsDep, SignerDep, client_ip
 from app.kit.errors import BroadsheetError, Forbidden, TooManyRequests
@@ -164,13 +164,13 @@ async def reset(
     user = await accounts.user_for_reset(session, signer, token)
     if user is None:
         return _bad_link(request)
-    if not password or password != password_again:
-        error = "Enter the new password twice, the same both times."
+    error = password_problem(password, password_again)
+    if error is None:
+        try:
+            await accounts.set_password(session, user, password)
+        except BroadsheetError as exc:
+            error = problem(exc)
+    if error is not None:
         return _reset_page(request, token, user, error, 400)
-    try:
-        await accounts.set_password(session, user, password)
-    except BroadsheetError as exc:
-        message = str(getattr(exc, "message", exc.detail))
-        return _reset_page(request, token, user, message[:1].upper() + message[1:] + ".", 400)
     await accounts.audit(session, f"user {user.email}", "user.password", user.email, "reset link")
     return redirect(request, "/admin/login", "Your password is changed: log in with it.")

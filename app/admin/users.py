@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.accounts import service as accounts
 from app.accounts.service import Viewer
 from app.admin.deps import AdminDep, FormAdminDep
-from app.admin.web import redirect, render
+from app.admin.web import password_problem, problem, redirect, render
 from app.kit.deps import SessionDep
 from app.kit.errors import BroadsheetError, NotFound
 from app.kit.ids import IdPath
@@ -20,13 +20,6 @@ from app.models import Role, User
 router = APIRouter(include_in_schema=False)
 
 Password = Annotated[str, Form(max_length=2000)]
-
-
-def problem(exc: BroadsheetError) -> str:
-    """A service error as one sentence for a page."""
-    message = getattr(exc, "message", None) or exc.detail
-    text = str(message)
-    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
 
 
 def _role(value: str) -> Role | None:
@@ -56,14 +49,6 @@ async def users_page(request: Request, session: SessionDep, viewer: AdminDep) ->
     return await _list_page(request, session, viewer)
 
 
-def _password_problem(password: str, again: str) -> str | None:
-    if not password:
-        return "Enter a password, twice."
-    if password != again:
-        return "The two passwords differ: type the same one twice."
-    return None
-
-
 @router.post("/admin/users")
 async def create_user(
     request: Request,
@@ -76,7 +61,7 @@ async def create_user(
 ) -> Response:
     form = {"email": email, "role": role}
     chosen = _role(role)
-    error = _password_problem(password, password_again)
+    error = password_problem(password, password_again)
     if chosen is None:
         error = "The role must be admin or editor."
     if error is None and chosen is not None:
@@ -153,7 +138,7 @@ async def set_password(
     password_again: Password = "",
 ) -> Response:
     user = await _user(session, user_id)
-    error = _password_problem(password, password_again)
+    error = password_problem(password, password_again)
     if error is None:
         try:
             await accounts.set_password(session, user, password)

@@ -19,12 +19,28 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from app.accounts.service import Viewer
+from app.kit.errors import BroadsheetError
 from app.kit.tokens import Signer, TokenError
 from app.pages.templates import templates
 
 FLASH_COOKIE = "bs_flash"
 FLASH_PURPOSE = "flash"
 HTMX_VERSION = "2.0.11"
+
+
+def problem(exc: BroadsheetError) -> str:
+    """A service error as one sentence for a page."""
+    text = str(getattr(exc, "message", None) or exc.detail)
+    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
+
+
+def password_problem(password: str, again: str) -> str | None:
+    """What is wrong with a form's new password and its repetition, if anything."""
+    if not password:
+        return "Enter a password, twice."
+    if password != again:
+        return "The two passwords differ: type the same one twice."
+    return None
 
 
 def number(value: int | float | None) -> str:
