@@ -74,25 +74,23 @@ async def autosave(
     htmx swaps only 2xx answers, so to htmx a refusal is a 200 fragment saying why; any
     other client gets the refusal's own status.
     """
-    loaded = await issues.load(session, issue.id)
-    tz = loaded.newsletter.timezone
     refused = 200 if request.headers.get("hx-request") == "true" else 0
     try:
         issues.ensure_editable(issue)
     except Conflict:
         problem = f"Not saved: the issue is {issue.status}."
         return await autosave_fragment(
-            request, session, issue, tz, problem=problem, status_code=refused or 409
+            request, session, issue, problem=problem, status_code=refused or 409
         )
     draft = read_draft(await request.form())
     if draft.update is None:
         name, message = next(iter(draft.errors.items()))
         problem = f"Not saved: {label(name)} {message}."
         return await autosave_fragment(
-            request, session, issue, tz, problem=problem, status_code=refused or 400
+            request, session, issue, problem=problem, status_code=refused or 400
         )
     saved = await issues.update_issue(session, issue.id, draft.update)
-    return await autosave_fragment(request, session, saved, tz)
+    return await autosave_fragment(request, session, saved)
 
 
 @router.get("/admin/issues/{issue_id}/preview")
@@ -104,5 +102,5 @@ async def preview(
     issue: IssueDep,
 ) -> Response:
     """The HTML part of the message the sample subscriber would get, for the frame."""
-    shown = await issues.preview(session, issue.id, settings, signer)
+    shown = await issues.preview(await issues.load(session, issue.id), settings, signer)
     return Response(shown.html, media_type="text/html; charset=utf-8", headers=PREVIEW_HEADERS)

@@ -139,7 +139,7 @@ async def confirm_send(
         return redirect(request, issue_url(issue), f"This issue is already {issue.status}.")
     loaded = await issues.load(session, issue.id)
     recipients = await delivery.recipient_count(session, loaded.newsletter.id)
-    report = await issues.check_report(session, issue.id, settings, signer)
+    report = await issues.check_report(loaded, settings, signer)
     context = {
         "issue": issue,
         "newsletter": loaded.newsletter,

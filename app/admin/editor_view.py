@@ -44,9 +44,9 @@ def _values(issue: Issue) -> dict[str, str]:
     }
 
 
-async def checks_context(request: Request, session: AsyncSession, issue: Issue) -> dict[str, Any]:
+async def checks_context(request: Request, loaded: issues.Loaded) -> dict[str, Any]:
     state = request.app.state
-    report = await issues.check_report(session, issue.id, state.settings, state.signer)
+    report = await issues.check_report(loaded, state.settings, state.signer)
     return {"report": report, "severity_class": SEVERITY_CLASS}
 
 
@@ -82,7 +82,7 @@ async def editor_page(
         "test_to": viewer.email,
         "story_fields": STORY_FIELDS,
     }
-    context.update(await checks_context(request, session, issue))
+    context.update(await checks_context(request, loaded))
     return render(request, viewer, "admin/editor.html", context, status_code=status_code)
 
 
@@ -94,7 +94,6 @@ async def autosave_fragment(
     request: Request,
     session: AsyncSession,
     issue: Issue,
-    tz: str,
     *,
     problem: str | None = None,
     status_code: int = 200,
@@ -102,9 +101,10 @@ async def autosave_fragment(
     """ "Saved 14:02" (with the preview and checks swapped in anew), or why not."""
     context: dict[str, Any] = {"issue": issue, "problem": problem}
     if problem is None:
-        context["saved"] = saved_at_text(tz)
+        loaded = await issues.load(session, issue.id)
+        context["saved"] = saved_at_text(loaded.newsletter.timezone)
         context["version"] = preview_version(issue)
-        context.update(await checks_context(request, session, issue))
+        context.update(await checks_context(request, loaded))
     return templates.TemplateResponse(
         request,
         "admin/_editor_saved.html",

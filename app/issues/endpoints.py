@@ -145,10 +145,10 @@ async def preview_issue(
     format: Annotated[service.PreviewFormat, Query()] = "html",
 ) -> Response:
     """Exactly what a subscriber gets, for a sample subscriber ("Alex Reader")."""
-    shown = await service.preview(session, issue.id, settings, signer)
+    shown = await service.preview(await service.load(session, issue.id), settings, signer)
     headers = {"Cache-Control": "no-store"}
     if format == "eml":
-        headers["Content-Disposition"] = f'inline; filename="issue-{shown.loaded.issue.number}.eml"'
+        headers["Content-Disposition"] = f'inline; filename="issue-{issue.number}.eml"'
         return Response(shown.message, media_type=_PREVIEW_TYPES["eml"], headers=headers)
     body = shown.html if format == "html" else shown.text
     return Response(body, media_type=_PREVIEW_TYPES[format], headers=headers)
@@ -158,4 +158,4 @@ async def preview_issue(
 async def check_issue(
     session: SessionDep, settings: SettingsDep, signer: SignerDep, _: EditorKey, issue: IssueDep
 ) -> CheckReport:
-    return await service.check_report(session, issue.id, settings, signer)
+    return await service.check_report(await service.load(session, issue.id), settings, signer)

@@ -260,31 +260,25 @@ def message_parts(message: bytes) -> tuple[str, str]:
 class Preview:
     """The message the sample subscriber would get now, whole and in its two parts."""
 
-    loaded: Loaded
     message: bytes
     text: str
     html: str
 
 
-async def preview(
-    session: AsyncSession, issue_id: int, settings: Settings, signer: Signer
-) -> Preview:
-    loaded = await load(session, issue_id)
+async def preview(loaded: Loaded, settings: Settings, signer: Signer) -> Preview:
     rendered = await rendering(loaded, settings)
     message = preview_message(rendered, loaded, settings, signer)
     text, html = message_parts(message)
-    return Preview(loaded, message, text, html)
+    return Preview(message, text, html)
 
 
-async def check_report(
-    session: AsyncSession, issue_id: int, settings: Settings, signer: Signer
-) -> CheckReport:
+async def check_report(loaded: Loaded, settings: Settings, signer: Signer) -> CheckReport:
     """The pre-send checks of the issue as a subscriber would get it now."""
-    shown = await preview(session, issue_id, settings, signer)
+    shown = await preview(loaded, settings, signer)
     return checks.run_checks(
-        shown.loaded.issue,
-        shown.loaded.newsletter,
-        shown.loaded.stories,
+        loaded.issue,
+        loaded.newsletter,
+        loaded.stories,
         html=shown.html,
         text=shown.text,
         unsubscribe_url=sample_unsubscribe_url(settings, signer),
