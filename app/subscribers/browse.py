@@ -103,20 +103,15 @@ def _label(number: int | None, subject: str | None) -> str | None:
 async def history(session: AsyncSession, subscription_id: int) -> History:
     """The latest events and deliveries of one subscription, newest first."""
     events = await browse_repository.recent_events(session, subscription_id, HISTORY_SHOWN)
-    issues = await browse_repository.issue_numbers(
-        session, {e.issue_id for e in events if e.issue_id is not None}
-    )
     event_lines = [
         HistoryLine(
             kind=event.kind,
             at=event.created_at,
             issue_id=event.issue_id,
-            issue_label=_label(*issues.get(event.issue_id, (None, None)))
-            if event.issue_id is not None
-            else None,
+            issue_label=_label(number, subject),
             detail=event.url or event.detail,
         )
-        for event in events
+        for event, number, subject in events
     ]
     deliveries = await browse_repository.recent_deliveries(session, subscription_id, HISTORY_SHOWN)
     delivery_lines = [

@@ -13,8 +13,6 @@ Written to stay fast at a million subscriptions in one newsletter (SPEC section 
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -67,15 +65,19 @@ async def page(
     return [(row[0], row[1]) for row in rows]
 
 
-async def recent_events(session: AsyncSession, subscription_id: int, limit: int) -> list[Event]:
-    """The subscription's latest events (ix_event_subscription_id, migration 0007)."""
+async def recent_events(
+    session: AsyncSession, subscription_id: int, limit: int
+) -> list[tuple[Event, int | None, str | None]]:
+    """The subscription's latest events (ix_event_subscription_id, migration 0007) with
+    their issue's number and subject, when they name one."""
     result = await session.execute(
-        select(Event)
+        select(Event, Issue.number, Issue.subject)
+        .outerjoin(Issue, Issue.id == Event.issue_id)
         .where(Event.subscription_id == subscription_id)
         .order_by(Event.id.desc())
         .limit(limit)
     )
-    return list(result.scalars())
+    return [(row[0], row[1], row[2]) for row in result.all()]
 
 
 async def recent_deliveries(
@@ -90,13 +92,3 @@ async def recent_deliveries(
         .limit(limit)
     )
     return [(row[0], row[1], row[2]) for row in result.all()]
-
-
-async def issue_numbers(session: AsyncSession, issue_ids: set[int]) -> dict[int, Any]:
-    """{issue id: (number, subject)} for events that name an issue."""
-    if not issue_ids:
-        return {}
-    result = await session.execute(
-        select(Issue.id, Issue.number, Issue.subject).where(Issue.id.in_(issue_ids))
-    )
-    return {int(row[0]): (int(row[1]), str(row[2])) for row in result.all()}

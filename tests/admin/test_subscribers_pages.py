@@ -175,7 +175,8 @@ async def test_a_subscribers_page_shows_consent_events_and_deliveries(
     assert "Consent text shown" in text
     assert "https://example.org/engines" in text
     assert "250 2.0.0 queued as 42" in text
-    assert re.search(r'href="/admin/issues/\d+">#1 Engines</a>', text)
+    # The click and the delivery each link their issue by its number and subject.
+    assert len(re.findall(r'href="/admin/issues/\d+">#1 Engines</a>', text)) == 2
     # An editor is not offered erasure.
     assert "/erase" not in text
     assert "/delete" in text
