@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.models import Role
-from tests.admin.support import make_user
+from tests.admin.support import PASSWORD, make_user
 from tests.browser.dashboard import SHOTS, DashboardBrowser
 from tests.browser.test_subscribe_flow import CHROMIUM, browser, server  # noqa: F401
 from tests.validators import axe_violations, vnu_check
@@ -57,3 +57,31 @@ async def test_the_empty_dashboard(dashboard: DashboardBrowser) -> None:
     page = await dashboard.check("/admin", "home-empty")
     assert await page.locator("h1").inner_text() == "Newsletters"
     assert dashboard.validate() == []
+
+
+async def test_the_dashboard_works_by_keyboard(
+    browser: Any,  # noqa: F811
+    server: str,  # noqa: F811
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """Log in and reach the first action with the keyboard alone, past a skip link."""
+    await make_user(sessionmaker, "keys@example.com", Role.editor)
+    context = await browser.new_context(viewport={"width": 375, "height": 812})
+    page = await context.new_page()
+    await page.goto(f"{server}/admin/login")
+    # The address field has the focus on arrival; Tab leads on to the password.
+    await page.keyboard.type("keys@example.com")
+    await page.keyboard.press("Tab")
+    assert await page.evaluate("document.activeElement.id") == "password"
+    await page.keyboard.type(PASSWORD)
+    await page.keyboard.press("Enter")
+    await page.wait_for_url(f"{server}/admin")
+    await page.keyboard.press("Tab")
+    assert await page.evaluate("document.activeElement.textContent") == "Skip to content"
+    await page.keyboard.press("Enter")
+    await page.keyboard.press("Tab")
+    focused = await page.evaluate("document.activeElement.textContent")
+    assert focused.strip() == "New newsletter"
+    await page.keyboard.press("Enter")
+    await page.wait_for_url(f"{server}/admin/newsletters/new")
+    await context.close()
