@@ -35,6 +35,18 @@ async def user_row(session: AsyncSession, email: str) -> User:
     return (await session.scalars(select(User).where(User.email == email))).one()
 
 
+async def logged_in_writer(
+    client: AsyncClient, sessionmaker: async_sessionmaker[AsyncSession], session: AsyncSession
+) -> tuple[Editor, User]:
+    """writer@example.com, a new editor, logged in: its client and its row."""
+    await make_user(sessionmaker, "writer@example.com")
+    return await log_in(client, "writer@example.com"), await user_row(session, "writer@example.com")
+
+
+async def actions_on(session: AsyncSession, subject: str) -> list[str]:
+    return [action for _, action, about in await audit_rows(session) if about == subject]
+
+
 @pytest.mark.parametrize("path", ["/admin/keys", "/admin/users", "/admin/audit"])
 async def test_an_editor_gets_the_403_page(editor: Editor, path: str) -> None:
     response = await editor.client.get(path, headers={"Accept": "text/html"})
@@ -200,9 +212,7 @@ async def test_an_admin_changes_a_role_and_a_password(
     sessionmaker: async_sessionmaker[AsyncSession],
     session: AsyncSession,
 ) -> None:
-    await make_user(sessionmaker, "writer@example.com")
-    writer = await log_in(client, "writer@example.com")
-    user = await user_row(session, "writer@example.com")
+    writer, user = await logged_in_writer(client, sessionmaker, session)
     promoted = await post(admin, f"/admin/users/{user.id}/role", role="admin")
     assert promoted.status_code == 303
     assert (await user_row(session, "writer@example.com")).role == "admin"
@@ -223,8 +233,7 @@ async def test_an_admin_changes_a_role_and_a_password(
     )
     assert mismatch.status_code == 400
     assert "differ" in mismatch.text
-    actions = [a for _, a, s in await audit_rows(session) if s == "writer@example.com"]
-    assert actions == ["user.role", "user.password"]
+    assert await actions_on(session, "writer@example.com") == ["user.role", "user.password"]
 
 
 async def test_disabling_ends_the_sessions_and_enabling_lets_them_back(
@@ -233,17 +242,14 @@ async def test_disabling_ends_the_sessions_and_enabling_lets_them_back(
     sessionmaker: async_sessionmaker[AsyncSession],
     session: AsyncSession,
 ) -> None:
-    await make_user(sessionmaker, "writer@example.com")
-    writer = await log_in(client, "writer@example.com")
-    user = await user_row(session, "writer@example.com")
+    writer, user = await logged_in_writer(client, sessionmaker, session)
     assert (await post(admin, f"/admin/users/{user.id}/disable")).status_code == 303
     assert (await writer.client.get("/admin")).status_code == 303
     page = await admin.client.get(f"/admin/users/{user.id}")
     assert "writer@example.com is disabled" in page.text
     assert (await post(admin, f"/admin/users/{user.id}/enable")).status_code == 303
     await log_in(client, "writer@example.com")
-    actions = [a for _, a, s in await audit_rows(session) if s == "writer@example.com"]
-    assert actions == ["user.disable", "user.enable"]
+    assert await actions_on(session, "writer@example.com") == ["user.disable", "user.enable"]
 
 
 async def test_an_admin_cannot_demote_or_disable_themselves(
