@@ -29,6 +29,7 @@ from app.kit.db import create_engine, create_sessionmaker, unit_of_work
 from app.kit.migrate import alembic_config
 from app.models import Newsletter
 from app.subscribers import service
+from bench.dashboard import percentile
 from bench.database import fresh_database, load_subscribers
 
 READS = 50
@@ -80,10 +81,9 @@ async def _timed(read: Callable[[], Awaitable[object]]) -> dict[str, float]:
         started = time.perf_counter()
         await read()
         times.append((time.perf_counter() - started) * 1000)
-    times.sort()
     return {
         "median_ms": round(statistics.median(times), 2),
-        "p95_ms": round(times[int(len(times) * 0.95) - 1], 2),
+        "p95_ms": round(percentile(times, 0.95), 2),
     }
 
 
