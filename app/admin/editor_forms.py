@@ -18,10 +18,10 @@ from starlette.datastructures import FormData
 
 from app.admin.web import zone
 from app.issues.schemas import MAX_STORIES, IssueUpdate, StoryIn, TestSend
+from app.issues.service import STORY_FIELDS
 from app.kit.errors import BadRequest
 
 ISSUE_FIELDS = ("subject", "preheader", "intro", "outro")
-STORY_FIELDS = ("title", "body", "url", "source", "image_url", "image_alt")
 OPTIONAL = frozenset({"url", "source", "image_url", "image_alt"})
 NEW = "new"  # the prefix of the "add a story" fields
 MAX_TEST_ADDRESSES = 10

@@ -10,15 +10,14 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts.service import Viewer
-from app.admin.editor_forms import STORY_FIELDS, Draft, label, local_input_value
+from app.admin.editor_forms import ISSUE_FIELDS, Draft, label, local_input_value
 from app.admin.web import render, zone
 from app.issues import service as issues
 from app.kit.clock import utcnow
 from app.models import Issue, IssueStatus, Story
 from app.pages.templates import templates
 
-EDITABLE = frozenset({IssueStatus.draft.value, IssueStatus.ready.value})
-UNSENT = EDITABLE | {IssueStatus.scheduled.value}
+UNSENT = issues.EDITABLE | {IssueStatus.scheduled.value}
 SEVERITY_CLASS = {"error": "finding-error", "warning": "finding-warn", "info": "finding-ok"}
 
 
@@ -32,16 +31,11 @@ def issue_url(issue: Issue) -> str:
 
 
 def _story_fields(story: Story) -> dict[str, str]:
-    return {name: getattr(story, name) or "" for name in STORY_FIELDS}
+    return {name: getattr(story, name) or "" for name in issues.STORY_FIELDS}
 
 
 def _values(issue: Issue) -> dict[str, str]:
-    return {
-        "subject": issue.subject,
-        "preheader": issue.preheader,
-        "intro": issue.intro,
-        "outro": issue.outro,
-    }
+    return {name: getattr(issue, name) for name in ISSUE_FIELDS}
 
 
 async def checks_context(request: Request, loaded: issues.Loaded) -> dict[str, Any]:
@@ -76,11 +70,10 @@ async def editor_page(
         "errors": shown_errors,
         "error_list": [(name, label(name), text) for name, text in shown_errors.items()],
         "typed": typed or {},
-        "editable": issue.status in EDITABLE,
+        "editable": issue.status in issues.EDITABLE,
         "version": preview_version(issue),
         "schedule_value": local_input_value(issue.scheduled_at, newsletter.timezone),
         "test_to": viewer.email,
-        "story_fields": STORY_FIELDS,
     }
     context.update(await checks_context(request, loaded))
     return render(request, viewer, "admin/editor.html", context, status_code=status_code)

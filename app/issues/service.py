@@ -216,7 +216,7 @@ def _rendering_key(loaded: Loaded, settings: Settings) -> tuple[object, ...]:
         issue.preheader,
         issue.intro,
         issue.outro,
-        tuple((s.title, s.body, s.url, s.source, s.image_url, s.image_alt) for s in loaded.stories),
+        tuple(tuple(getattr(s, name) for name in STORY_FIELDS) for s in loaded.stories),
         newsletter.id,
         newsletter.updated_at,
         format_date(utcnow(), newsletter.timezone or "UTC"),
