@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.admin.deps import ViewerDep
+from app.admin.progress import outcomes
 from app.admin.web import render
 from app.delivery import service as delivery
 from app.issues import service as issues
@@ -46,8 +47,7 @@ class Sending:
 
     @property
     def done(self) -> int:
-        stats = self.stats
-        return int(stats["sent"] + stats["failed"] + stats["bounced"] + stats["skipped"])
+        return outcomes(self.stats)
 
 
 def next_send(overview: ScheduleOverview) -> NextSend | None:

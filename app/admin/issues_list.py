@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts import service as accounts
 from app.admin.deps import FormViewerDep, ViewerDep
+from app.admin.progress import outcomes
 from app.admin.web import redirect, render
 from app.delivery import service as delivery
 from app.issues import service as issues
@@ -73,10 +74,7 @@ class Row:
 
     @property
     def done(self) -> int:
-        if self.stats is None:
-            return 0
-        s = self.stats
-        return int(s["sent"] + s["failed"] + s["bounced"] + s["skipped"] + s["cancelled"])
+        return 0 if self.stats is None else outcomes(self.stats)
 
 
 @router.get("/admin/newsletters/{slug}/issues")
@@ -94,7 +92,6 @@ async def issues_page(
         "newsletter": newsletter,
         "tab": "issues",
         "rows": rows,
-        "tracks": newsletter.track_opens or newsletter.track_clicks,
         "older": shown[-1].id if len(found) > PAGE else None,
         "paged": before is not None,
     }

@@ -115,6 +115,11 @@ def rate_between(before: Sample | None, now: Sample) -> float | None:
     return (now.attempted - before.attempted) * 1000 / gap
 
 
+def outcomes(stats: Mapping[str, Any]) -> int:
+    """How many deliveries of a send are over, whatever their outcome."""
+    return sum(int(stats[name]) for name in FINAL)
+
+
 def measure(
     stats: Mapping[str, Any], before: Sample | None, *, now_ms: int | None = None
 ) -> Progress:
@@ -127,8 +132,7 @@ def measure(
     eta = queued / rate if rate else None
     if queued == 0 and int(stats["sending"]) == 0:
         eta = 0.0
-    done = sum(int(stats[name]) for name in FINAL)
-    return Progress(stats=stats, done=done, rate=rate, eta_seconds=eta, sample=sample)
+    return Progress(stats=stats, done=outcomes(stats), rate=rate, eta_seconds=eta, sample=sample)
 
 
 def duration(seconds: float | None) -> str:
