@@ -14,6 +14,7 @@ from app.models import (
     AuditEvent,
     Delivery,
     Event,
+    Issue,
     Newsletter,
     OutboxMessage,
     Subscriber,
@@ -131,12 +132,14 @@ async def test_pages_keep_the_search_and_the_status(editor: Editor, session: Asy
     assert emails_on(await editor.client.get(next_url)) == emails[50:]
 
 
-async def _subscriber_with_history(session: AsyncSession) -> tuple[Newsletter, Subscription]:
-    newsletter = await create_newsletter(session, timezone="Europe/Berlin")
-    subscription = await create_subscription(
-        session, newsletter, "ada@example.com", "Ada", attributes={"city": "London"}
-    )
-    issue = await create_issue(session, newsletter, status="sent", subject="Engines")
+async def deliver(
+    session: AsyncSession,
+    issue: Issue,
+    subscription: Subscription,
+    reply: str,
+    *events: tuple[str, str | None],
+) -> None:
+    """A sent delivery of the issue to the subscription, and its events (kind, url)."""
     delivery_id = (
         await session.execute(
             insert(Delivery)
@@ -144,19 +147,35 @@ async def _subscriber_with_history(session: AsyncSession) -> tuple[Newsletter, S
                 issue_id=issue.id,
                 subscription_id=subscription.id,
                 status="sent",
-                last_reply="250 2.0.0 queued as 42",
+                last_reply=reply,
             )
             .returning(Delivery.id)
         )
     ).scalar_one()
-    await session.execute(
-        insert(Event).values(
-            kind="click",
-            issue_id=issue.id,
-            delivery_id=delivery_id,
-            subscription_id=subscription.id,
-            url="https://example.org/engines",
+    for kind, url in events:
+        await session.execute(
+            insert(Event).values(
+                kind=kind,
+                issue_id=issue.id,
+                delivery_id=delivery_id,
+                subscription_id=subscription.id,
+                url=url,
+            )
         )
+
+
+async def _subscriber_with_history(session: AsyncSession) -> tuple[Newsletter, Subscription]:
+    newsletter = await create_newsletter(session, timezone="Europe/Berlin")
+    subscription = await create_subscription(
+        session, newsletter, "ada@example.com", "Ada", attributes={"city": "London"}
+    )
+    issue = await create_issue(session, newsletter, status="sent", subject="Engines")
+    await deliver(
+        session,
+        issue,
+        subscription,
+        "250 2.0.0 queued as 42",
+        ("click", "https://example.org/engines"),
     )
     await session.commit()
     return newsletter, subscription

@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import Delivery, Event, Subscription
+from app.models import Subscription
+from tests.admin.test_subscribers_pages import deliver
 from tests.browser.dashboard import SHOTS, DashboardBrowser
 from tests.browser.test_dashboard_login import dashboard  # noqa: F401
 from tests.browser.test_subscribe_flow import CHROMIUM, browser, server  # noqa: F401
@@ -51,28 +51,14 @@ async def _arrange(session: AsyncSession) -> Subscription:
     await create_readers(session, newsletter, 60)
     await create_readers(session, newsletter, 3, status="unsubscribed", prefix="gone")
     issue = await create_issue(session, newsletter, status="sent", subject="Engines of thought")
-    delivery_id = (
-        await session.execute(
-            insert(Delivery)
-            .values(
-                issue_id=issue.id,
-                subscription_id=subscription.id,
-                status="sent",
-                last_reply="250 2.0.0 Ok: queued as 4F2A1",
-            )
-            .returning(Delivery.id)
-        )
-    ).scalar_one()
-    for kind, url in (("open", None), ("click", "https://example.org/engines")):
-        await session.execute(
-            insert(Event).values(
-                kind=kind,
-                issue_id=issue.id,
-                delivery_id=delivery_id,
-                subscription_id=subscription.id,
-                url=url,
-            )
-        )
+    await deliver(
+        session,
+        issue,
+        subscription,
+        "250 2.0.0 Ok: queued as 4F2A1",
+        ("open", None),
+        ("click", "https://example.org/engines"),
+    )
     await session.commit()
     return subscription
 
