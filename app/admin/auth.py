@@ -8,12 +8,9 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
 from app.accounts import service as accounts
-from app.admin.deps import SESSION_COOKIE, FormViewerDep, is_same_origin
+from app.admin.deps import SESSION_COOKIE, FormViewerDep, require_same_origin, throttle_attempt
 from app.admin.web import redirect, render
 from app.kit.deps import SessionDep, SettingsDep, client_ip
-from app.kit.errors import Forbidden, TooManyRequests
-from app.settings import Settings
-from app.throttle import service as throttle
 
 router = APIRouter(include_in_schema=False)
 
@@ -49,20 +46,6 @@ async def login_form(request: Request, next: str | None = None) -> Response:
     return _login_page(request, safe_next(next))
 
 
-async def _throttle(request: Request, settings: Settings, email: str) -> None:
-    ip = client_ip(request, settings)
-    hits = [
-        (throttle.counter_key("login-ip", ip, settings.secret), settings.login_rate),
-        (
-            throttle.counter_key("login-address", email.strip().lower(), settings.secret),
-            settings.login_address_rate,
-        ),
-    ]
-    retry = await throttle.hit_alone(request.app.state.sessionmaker, hits)
-    if retry is not None:
-        raise TooManyRequests(retry)
-
-
 @router.post("/admin/login")
 async def login(
     request: Request,
@@ -72,8 +55,7 @@ async def login(
     password: Annotated[str, Form(max_length=1000)] = "",
     next: Annotated[str, Form(max_length=2000)] = "/admin",
 ) -> Response:
-    if not is_same_origin(request, settings):
-        raise Forbidden("This form was sent from another site, so it was refused.")
+    require_same_origin(request, settings)
     next_path = safe_next(next)
     if not email.strip() or not password:
         return _login_page(
@@ -86,7 +68,7 @@ async def login(
     # Every attempt counts, before the password is checked, so a guesser cannot go on
     # past the limit by waiting for a success. In its own short transaction, before this
     # request's session runs a query (see throttle.hit_alone).
-    await _throttle(request, settings, email)
+    await throttle_attempt(request, settings, "login", email)
     user = await accounts.check_login(session, email, password)
     if user is None:
         return _login_page(

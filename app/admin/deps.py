@@ -20,9 +20,10 @@ from fastapi import Depends, Request
 
 from app.accounts import service as accounts
 from app.accounts.service import Viewer
-from app.kit.deps import SessionDep, SettingsDep
-from app.kit.errors import BroadsheetError, Forbidden
+from app.kit.deps import SessionDep, SettingsDep, client_ip
+from app.kit.errors import BroadsheetError, Forbidden, TooManyRequests
 from app.settings import Settings
+from app.throttle import service as throttle
 
 SESSION_COOKIE = "bs_session"
 CSRF_FIELD = "csrf_token"
@@ -61,6 +62,31 @@ def is_same_origin(request: Request, settings: Settings) -> bool:
     return origin is not None and origin in own
 
 
+def require_same_origin(request: Request, settings: Settings) -> None:
+    """A form sent from another site: 403."""
+    if not is_same_origin(request, settings):
+        raise Forbidden("This form was sent from another site, so it was refused.")
+
+
+async def throttle_attempt(request: Request, settings: Settings, scope: str, email: str) -> None:
+    """Count an attempt (a login, a reset request) against the client's and the address's
+    limits; over either, 429. Call it before the request's session has run a query (see
+    `throttle.hit_alone`)."""
+    hits = [
+        (
+            throttle.counter_key(f"{scope}-ip", client_ip(request, settings), settings.secret),
+            settings.login_rate,
+        ),
+        (
+            throttle.counter_key(f"{scope}-address", email.strip().lower(), settings.secret),
+            settings.login_address_rate,
+        ),
+    ]
+    retry = await throttle.hit_alone(request.app.state.sessionmaker, hits)
+    if retry is not None:
+        raise TooManyRequests(retry)
+
+
 def _next_path(request: Request) -> str:
     """Where to come back to after logging in: this page, or for a form (or an htmx
     request for a piece of a page) the page it was on."""
@@ -91,8 +117,7 @@ async def get_admin(viewer: Annotated[Viewer, Depends(get_viewer)]) -> Viewer:
 
 
 async def check_form(request: Request, settings: Settings, viewer: Viewer) -> Viewer:
-    if not is_same_origin(request, settings):
-        raise Forbidden("This form was sent from another site, so it was refused.")
+    require_same_origin(request, settings)
     presented = request.headers.get(CSRF_HEADER)
     if presented is None:
         form = await request.form()

@@ -19,17 +19,16 @@ from jinja2 import TemplateNotFound
 from jinja2.sandbox import SandboxedEnvironment
 
 from app.accounts import service as accounts
-from app.admin.deps import is_same_origin
+from app.admin.deps import require_same_origin, throttle_attempt
 from app.admin.web import password_problem, problem, redirect, render
 from app.delivery import service as delivery
-from app.kit.deps import SessionDep, SettingsDep, SignerDep, client_ip
-from app.kit.errors import BroadsheetError, Forbidden, TooManyRequests
+from app.kit.deps import SessionDep, SettingsDep, SignerDep
+from app.kit.errors import BroadsheetError
 from app.models import User
 from app.rendering.environment import email_environment
 from app.rendering.inlining import inline_css
 from app.rendering.placeholders import fill, placeholder
 from app.settings import Settings
-from app.throttle import service as throttle
 
 router = APIRouter(include_in_schema=False)
 
@@ -41,30 +40,9 @@ Token = Annotated[str, Path(max_length=512)]
 Password = Annotated[str, Form(max_length=2000)]
 
 
-def _same_origin(request: Request, settings: Settings) -> None:
-    if not is_same_origin(request, settings):
-        raise Forbidden("This form was sent from another site, so it was refused.")
-
-
 @router.get("/admin/password/forgot")
 async def forgot_form(request: Request) -> Response:
     return render(request, None, "admin/password_forgot.html", {"email": "", "sent": False})
-
-
-async def _throttle(request: Request, settings: Settings, email: str) -> None:
-    hits = [
-        (
-            throttle.counter_key("reset-ip", client_ip(request, settings), settings.secret),
-            settings.login_rate,
-        ),
-        (
-            throttle.counter_key("reset-address", email.strip().lower(), settings.secret),
-            settings.login_address_rate,
-        ),
-    ]
-    retry = await throttle.hit_alone(request.app.state.sessionmaker, hits)
-    if retry is not None:
-        raise TooManyRequests(retry)
 
 
 def _environment(templates_dir: FilePath | None) -> SandboxedEnvironment:
@@ -104,12 +82,12 @@ async def forgot(
     signer: SignerDep,
     email: Annotated[str, Form(max_length=320)] = "",
 ) -> Response:
-    _same_origin(request, settings)
+    require_same_origin(request, settings)
     if not email.strip():
         context = {"email": "", "sent": False, "error": "Enter your email address."}
         return render(request, None, "admin/password_forgot.html", context, status_code=400)
     # Before this request's session runs a query (see throttle.hit_alone).
-    await _throttle(request, settings, email)
+    await throttle_attempt(request, settings, "reset", email)
     user = await accounts.find_user(session, email)
     if user is not None and user.disabled_at is None:
         url = f"{settings.base_url}/admin/password/reset/{accounts.reset_token(signer, user)}"
@@ -160,7 +138,7 @@ async def reset(
     password: Password = "",
     password_again: Password = "",
 ) -> Response:
-    _same_origin(request, settings)
+    require_same_origin(request, settings)
     user = await accounts.user_for_reset(session, signer, token)
     if user is None:
         return _bad_link(request)
