@@ -8,7 +8,7 @@ their place in the form; the issue's stories are written back whole, as PATCH do
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
@@ -38,9 +38,11 @@ def _stories(draft: Draft) -> list[StoryIn]:
     return list(draft.update.stories)
 
 
-async def _save(session: SessionDep, issue_id: int, draft: Draft, stories: list[StoryIn]) -> None:
+async def _save(
+    session: SessionDep, issue_id: int, draft: Draft, stories: Sequence[StoryIn | dict[str, Any]]
+) -> None:
     """The typed issue fields with these stories, in this order."""
-    body = {**draft.values, "stories": [story.model_dump() for story in stories]}
+    body = {**draft.values, "stories": list(stories)}
     await issues.update_issue(session, issue_id, IssueUpdate.model_validate(body))
 
 
@@ -88,12 +90,14 @@ async def _move(
     stories = _stories(draft)
     _in_range(index, stories)
     target = index + offset
-    if 0 <= target < len(stories):
+    moved = 0 <= target < len(stories)  # else the first up or the last down: saved in place
+    if moved:
         stories[index], stories[target] = stories[target], stories[index]
-        await _save(session, issue_id, draft, stories)
-        return redirect(request, f"/admin/issues/{issue_id}#story-{target}", "Story moved.")
     await _save(session, issue_id, draft, stories)
-    return redirect(request, f"/admin/issues/{issue_id}#story-{index}")
+    place = target if moved else index
+    return redirect(
+        request, f"/admin/issues/{issue_id}#story-{place}", "Story moved." if moved else None
+    )
 
 
 @router.post("/admin/issues/{issue_id}/stories/{index}/up")
@@ -126,6 +130,5 @@ async def remove_story(
     draft.errors = {k: v for k, v in draft.errors.items() if not k.startswith(f"story-{index}-")}
     if draft.errors:
         return await editor_page(request, session, viewer, issue.id, draft=draft, status_code=400)
-    body = {**draft.values, "stories": [story_payload(s) for s in kept]}
-    await issues.update_issue(session, issue.id, IssueUpdate.model_validate(body))
+    await _save(session, issue.id, draft, [story_payload(s) for s in kept])
     return redirect(request, issue_url(issue), "Story removed.")
