@@ -141,14 +141,20 @@ async def test_every_newsletter_screen_looks_right_and_validates(
     assert problems == [], "\n".join(problems)
 
 
+async def _open(browsing: DashboardBrowser, session: AsyncSession, path: str) -> Any:
+    """A new page at `path` over the arranged newsletters."""
+    await _arrange(session)
+    context: Any = await browsing.context()
+    page = await context.new_page()
+    await page.goto(browsing.base_url + path)
+    return page
+
+
 async def test_duplicate_and_new_issue_lead_to_the_new_draft(
     dashboard: DashboardBrowser,  # noqa: F811
     session: AsyncSession,
 ) -> None:
-    await _arrange(session)
-    context: Any = await dashboard.context()
-    page = await context.new_page()
-    await page.goto(dashboard.base_url + "/admin/newsletters/weekly/issues")
+    page = await _open(dashboard, session, "/admin/newsletters/weekly/issues")
     await page.get_by_role("button", name="Duplicate issue 1").click()
     await page.wait_for_url("**/admin/issues/*")
     await page.goto(dashboard.base_url + "/admin/newsletters/weekly/issues")
@@ -164,10 +170,7 @@ async def test_the_sending_panel_updates_without_reloading(
     dashboard: DashboardBrowser,  # noqa: F811
     session: AsyncSession,
 ) -> None:
-    await _arrange(session)
-    context: Any = await dashboard.context()
-    page = await context.new_page()
-    await page.goto(dashboard.base_url + "/admin")
+    page = await _open(dashboard, session, "/admin")
     panel = page.locator("#sending-now-panel")
     assert "4 sent of 6" in await panel.inner_text()
     await page.evaluate("window.notReloaded = true")
