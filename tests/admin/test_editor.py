@@ -113,6 +113,20 @@ async def test_the_preview_is_the_subscribers_email_framed_only_by_the_dashboard
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
 
 
+async def test_the_preview_follows_a_change_to_the_newsletter(
+    editor: Editor, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    """The rendering kept between views is keyed on the newsletter's last change too."""
+    issue = await _issue(sessionmaker)
+    url = f"/admin/issues/{issue.id}/preview"
+    assert "9 Rue du Renouveau" not in (await editor.client.get(url)).text
+    async with unit_of_work(sessionmaker) as session:
+        newsletter = await session.get(Newsletter, issue.newsletter_id)
+        assert newsletter is not None
+        newsletter.postal_address = "9 Rue du Renouveau"
+    assert "9 Rue du Renouveau" in (await editor.client.get(url)).text
+
+
 async def test_save_writes_through_the_issues_service(
     editor: Editor, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
