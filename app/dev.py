@@ -178,7 +178,7 @@ async def _ensure_dev_admin(sessionmaker: Any) -> tuple[str, str]:
             user = await accounts.create_user(
                 session, email=DEV_ADMIN_EMAIL, role=Role.admin, password=password
             )
-            await accounts.audit(session, "broadsheet dev", "user.create", user.email, "admin")
+            await accounts.audit(session, "broadsheet dev", "user.create", user.email, "role admin")
         else:
             await accounts.set_password(session, user, password)
             await accounts.set_role(session, user, Role.admin)

@@ -17,7 +17,8 @@ router = APIRouter(prefix="/api/v1/keys", tags=["keys"])
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=KeyCreated)
 async def create_key(body: KeyCreate, session: SessionDep, by: AdminKey) -> KeyCreated:
     row, key = await service.create_key(session, name=body.name, role=body.role)
-    await accounts.audit(session, by.actor, "key.create", f"key {row.id} {row.name}", row.role)
+    detail = f"role {row.role}"
+    await accounts.audit(session, by.actor, "key.create", f"key {row.id} {row.name}", detail)
     return KeyCreated(**KeyRead.model_validate(row).model_dump(), key=key)
 
 

@@ -102,6 +102,6 @@ async def test_an_import_and_keys_through_the_api_are_audited(
             f"newsletter {newsletter.slug}",
             "1 created, 0 updated, 0 skipped, 1 invalid",
         ),
-        ("key test admin", "key.create", f"key {key_id} cron", "editor"),
+        ("key test admin", "key.create", f"key {key_id} cron", "role editor"),
         ("key test admin", "key.revoke", f"key {key_id} cron", ""),
     ]
