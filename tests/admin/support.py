@@ -55,9 +55,3 @@ async def log_in(client: AsyncClient, email: str, password: str = PASSWORD) -> E
     found = _CSRF.search(home.text)
     assert found is not None
     return Editor(client, email, found.group(1))
-
-
-def csrf_of(html: str) -> str:
-    found = _CSRF.search(html)
-    assert found is not None, "no CSRF field on the page"
-    return found.group(1)
