@@ -336,6 +336,7 @@ async def test_a_sending_issue_shows_the_send_view(
     issue = await _issue(sessionmaker, status="sent")
     page = await editor.client.get(f"/admin/issues/{issue.id}")
     assert page.status_code == 200
+    assert 'class="send-title"' in page.text
     assert 'name="subject"' not in page.text
 
 
