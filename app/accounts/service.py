@@ -17,7 +17,7 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts import repository
-from app.accounts.passwords import check_strength, hash_password, verify_password
+from app.accounts.passwords import hash_password, verify_password
 from app.kit.addresses import AddressError, normalise_email
 from app.kit.clock import utcnow
 from app.kit.errors import Conflict, Invalid, NotFound
@@ -60,15 +60,19 @@ def checked_email(value: str) -> str:
         raise Invalid("email", str(exc)) from None
 
 
+def _hashed(password: str) -> str:
+    """The argon2 hash of an acceptable password; `Invalid` naming what is wrong otherwise."""
+    try:
+        return hash_password(password)
+    except ValueError as exc:
+        raise Invalid("password", str(exc)) from None
+
+
 async def create_user(session: AsyncSession, *, email: str, role: Role, password: str) -> User:
     email = checked_email(email)
     if await repository.user_by_email(session, email) is not None:
         raise Conflict(f"a user {email} exists already")
-    try:
-        password_hash = hash_password(password)
-    except ValueError as exc:
-        raise Invalid("password", str(exc)) from None
-    user = User(email=email, role=role.value, password_hash=password_hash)
+    user = User(email=email, role=role.value, password_hash=_hashed(password))
     session.add(user)
     await session.flush()
     return user
@@ -98,12 +102,9 @@ async def count_users(session: AsyncSession) -> int:
 
 async def set_password(session: AsyncSession, user: User, password: str) -> None:
     """A new password; every session of the user ends and every reset link is spent."""
-    try:
-        check_strength(password)
-    except ValueError as exc:
-        raise Invalid("password", str(exc)) from None
+    password_hash = _hashed(password)
     now = utcnow()
-    user.password_hash = hash_password(password)
+    user.password_hash = password_hash
     user.password_changed_at = now
     await repository.revoke_sessions_of(session, user.id, now)
 
