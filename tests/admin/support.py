@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from httpx import AsyncClient
+from httpx import AsyncClient, Response
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.accounts import service as accounts
@@ -29,7 +29,7 @@ class Editor:
         """Form fields with the session's CSRF token."""
         return {"csrf_token": self.csrf, **fields}
 
-    async def post(self, path: str, **fields: str) -> object:
+    async def post(self, path: str, **fields: str) -> Response:
         return await self.client.post(path, data=self.form(**fields), headers={"Origin": ORIGIN})
 
 
