@@ -54,9 +54,8 @@ def next_send(overview: ScheduleOverview) -> NextSend | None:
     """What goes out first: a one-off schedule, or the next cron tick when it has an
     issue to send (a ready one, or in hands-off mode the upcoming draft with stories)."""
     candidates: list[NextSend] = []
-    if overview.scheduled and overview.scheduled[0].scheduled_at is not None:
-        first = overview.scheduled[0]
-        assert first.scheduled_at is not None
+    first = overview.scheduled[0] if overview.scheduled else None
+    if first is not None and first.scheduled_at is not None:
         candidates.append(NextSend(first.scheduled_at, first, "scheduled"))
     if overview.next_ticks:
         tick = overview.next_ticks[0].utc

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import html
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.kit.clock import utcnow
 from app.models import AuditEvent, Newsletter
 from tests.admin.support import ORIGIN, Editor
 from tests.factories import create_issue, create_newsletter, create_readers
@@ -65,6 +67,21 @@ async def test_the_overview_shows_active_subscribers_sending_and_next_send(
     assert "Ready for Monday" in text
     assert "09:00 CET" in text  # the next Monday tick, in the newsletter's zone
     assert "Nothing scheduled" in text  # the quiet one
+
+
+async def test_the_overview_names_a_one_off_schedule_as_the_next_send(
+    editor: Editor, session: AsyncSession
+) -> None:
+    weekly = await create_newsletter(session, timezone="Europe/Berlin")  # no cron
+    at = utcnow().replace(microsecond=0) + timedelta(days=3)
+    await create_issue(session, weekly, status="scheduled", subject="Later", scheduled_at=at)
+
+    page = await editor.client.get("/admin")
+
+    assert page.status_code == 200
+    assert f'<time datetime="{at.isoformat()}">' in page.text
+    assert "#1 Later</a> (scheduled)" in page.text
+    assert "Nothing scheduled" not in page.text
 
 
 async def test_an_editor_creates_a_newsletter_through_the_form(
