@@ -22,6 +22,7 @@ from app.models.sending import (
     OutboxMessage,
     RateCounter,
     SendQuota,
+    SendWarmup,
 )
 from app.models.states import (
     DeliveryStatus,
@@ -53,6 +54,7 @@ __all__ = [
     "Role",
     "ScheduleTick",
     "SendQuota",
+    "SendWarmup",
     "Story",
     "Subscriber",
     "Subscription",

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Date,
     Float,
     ForeignKey,
     Index,
@@ -168,3 +169,18 @@ class SendQuota(Base):
     name: Mapped[str] = mapped_column(String(200), primary_key=True)
     tokens: Mapped[float] = mapped_column(Float, default=0)
     refilled_at: Mapped[float] = mapped_column(Float, server_default=text("0"))
+
+
+class SendWarmup(Base):
+    """WARMUP's count for one From domain, shared by every worker (SPEC section 13).
+
+    `first_day` is the UTC day of the domain's first send, which picks the day's cap;
+    `sent` counts the messages of the UTC day `day` and starts again on the next one.
+    """
+
+    __tablename__ = "send_warmup"
+
+    domain: Mapped[str] = mapped_column(String(255), primary_key=True)
+    first_day: Mapped[date] = mapped_column(Date)
+    day: Mapped[date] = mapped_column(Date)
+    sent: Mapped[int] = mapped_column(Integer, default=0)
