@@ -48,12 +48,20 @@ def _children_cpu() -> float:
 
 
 def smtp_source(
-    sink: SmtpSink, processes: Processes, *, messages: int, sessions: int, size: int
+    sink: SmtpSink,
+    processes: Processes,
+    *,
+    messages: int,
+    sessions: int,
+    size: int,
+    port: int | None = None,
 ) -> dict[str, Any]:
-    """`smtp-source -d -s S -m N -l SIZE`: persistent sessions, payload of the same size."""
+    """`smtp-source -d -s S -m N -l SIZE`: persistent sessions, payload of the same size,
+    to the sink or to `port` (a proxy in front of it)."""
     tool = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
     args = [tool, "-d", "-s", str(sessions), "-m", str(messages), "-l", str(size)]
-    args += ["-f", "bench@example.org", "-t", "reader@example.net", f"127.0.0.1:{sink.port}"]
+    target = f"127.0.0.1:{port or sink.port}"
+    args += ["-f", "bench@example.org", "-t", "reader@example.net", target]
     mark = sink.count
     cpu = _children_cpu()
     start = time.perf_counter()

@@ -120,15 +120,18 @@ class Deployment:
         *,
         pool_size: int,
         logs: Path,
+        smtp_port: int | None = None,
     ) -> None:
         self.db = db
         self.sink = sink
+        # Where the workers send: the sink, or a proxy in front of it (bench.latency).
+        self.smtp_port = smtp_port or sink.port
         self.processes = processes
         self.pool_size = pool_size
         self.logs = logs
         self.settings: Settings = load_settings(
             database_url=db.url,
-            smtp_url=f"smtp://127.0.0.1:{sink.port}",
+            smtp_url=f"smtp://127.0.0.1:{self.smtp_port}",
             secret_key=SECRET_KEY,
             admin_api_key=ADMIN_KEY,
             send_rate=0,
@@ -200,7 +203,7 @@ class Deployment:
         try:
             return self.processes.start(
                 [sys.executable, "-m", "app.cli", "worker"],
-                env=worker_env(self.db, self.sink.port, self.pool_size, **extra_env),
+                env=worker_env(self.db, self.smtp_port, self.pool_size, **extra_env),
                 cwd=ROOT,
                 stderr=log,
                 stdout=log,
@@ -384,10 +387,17 @@ def start_profiler(processes: Processes, pid: int, out: Path) -> subprocess.Pope
 
 @asynccontextmanager
 async def deployment(
-    db: Database, sink: SmtpSink, processes: Processes, *, pool_size: int
+    db: Database,
+    sink: SmtpSink,
+    processes: Processes,
+    *,
+    pool_size: int,
+    smtp_port: int | None = None,
 ) -> AsyncIterator[Deployment]:
     with tempfile.TemporaryDirectory(prefix="broadsheet-bench-logs-") as logs:
-        dep = Deployment(db, sink, processes, pool_size=pool_size, logs=Path(logs))
+        dep = Deployment(
+            db, sink, processes, pool_size=pool_size, logs=Path(logs), smtp_port=smtp_port
+        )
         try:
             yield dep
         except BaseException:

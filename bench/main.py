@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from bench import baselines, report
+from bench import baselines, latency, report
 from bench.broadsheet import deployment, message_size
 from bench.database import fresh_database
 from bench.procs import MachineCpu, Processes, signals_as_exceptions
@@ -89,13 +89,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="py-spy the worker during the first send on each database (speedscope files)",
     )
     p.add_argument(
+        "--rtt",
+        type=int,
+        action="append",
+        help="latency stage: round trip in ms through bench.proxy, repeatable (default 0, 20, 80)",
+    )
+    p.add_argument(
+        "--latency-messages",
+        type=int,
+        default=1000,
+        help="latency stage: messages per measure up to 20 ms (20/rtt of it above; 5x at 0 ms)",
+    )
+    p.add_argument("--latency-db", default="sqlite", help="latency stage: sqlite or postgresql")
+    p.add_argument(
         "--only",
         default="",
-        help="comma-separated subset: source,raw,pipelined,naive,peer,sqlite,postgresql,subscribe",
+        help="comma-separated subset: source,raw,pipelined,naive,peer,sqlite,postgresql,"
+        "subscribe,latency (latency alone writes latest-latency.md)",
     )
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--no-write", action="store_true", help="print, do not write results")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.rtt = args.rtt or list(latency.DEFAULT_RTTS)
+    return args
 
 
 def send_timeout(n: int) -> float:
@@ -145,6 +161,8 @@ class Bench:
         for kind in self.dbs:
             if self.wanted(kind):
                 out.append((kind, self._broadsheet(kind)))
+        if self.wanted("latency") and a.rtt:
+            out.append(("latency", self.latency))
         if a.subscribe and "postgresql" in self.dbs and self.wanted("subscribe"):
             if wrk_path():
                 out.append(("subscribe", self.subscribe))
@@ -210,6 +228,19 @@ class Bench:
                 connections=self.args.wrk_connections,
                 double_opt_in=self.args.subscribe_double_opt_in,
             )
+
+    async def latency(self, repeat: int) -> Figures:
+        a = self.args
+        return await latency.measure(
+            self.sink,
+            self.processes,
+            rtts=a.rtt,
+            messages=a.latency_messages,
+            pool_size=a.pool_size,
+            size=self.message_size,
+            kind=a.latency_db,
+            repeat=repeat,
+        )
 
     def _broadsheet(self, kind: str) -> Callable[[int], Awaitable[Figures]]:
         async def run(repeat: int) -> Figures:
@@ -315,8 +346,9 @@ class Run:
     """The figures of one run so far, written out after every repeat: an interrupted or
     timed-out run still leaves the repeats it finished (marked incomplete)."""
 
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: argparse.Namespace, command: str) -> None:
         self.args = args
+        self.command = command
         self.started = dt.datetime.now(dt.UTC)
         self.repeats: list[dict[str, Figures]] = []
         self.big: Figures | None = None
@@ -329,7 +361,7 @@ class Run:
             "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "complete": complete,
             "repeats_done": len(self.repeats),
-            "command": " ".join(["bench/run", *map(shlex.quote, sys.argv[1:])]),
+            "command": self.command,
             "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
             "machine": {**self.machine, "load_average_at_end": os.getloadavg()[0]},
             "info": bench.info,
@@ -350,17 +382,20 @@ class Run:
             out.mkdir(parents=True, exist_ok=True)
             suffix = "-big" if self.args.big else ""
             name = f"{self.started.date()}-{'-'.join(bench.dbs)}{suffix}.json"
-            (out / name).write_text(json.dumps(result, indent=2) + "\n")
-            # A --big run on its own (--only none) must not replace the main table.
+            # A --big run on its own (--only none) must not replace the main table,
+            # nor the latency stage run alone (python -m bench.latency).
             table = "latest-big.md" if self.args.big else "latest.md"
+            if bench.only == {"latency"}:
+                name, table = f"{self.started.date()}-latency.json", "latest-latency.md"
+            (out / name).write_text(json.dumps(result, indent=2) + "\n")
             (out / table).write_text(markdown)
             if complete:
                 print(f"wrote {out / name} and {out / table}")
         return markdown
 
 
-async def run(args: argparse.Namespace) -> int:
-    state = Run(args)
+async def run(args: argparse.Namespace, command: str) -> int:
+    state = Run(args, command)
     with Processes() as processes, signals_as_exceptions():
         sink = SmtpSink(processes)
         bench = Bench(args, sink, processes)
@@ -416,15 +451,17 @@ async def run_repeat(
     return figures
 
 
-def main() -> None:
-    args = parse_args()
+def main(argv: list[str] | None = None, command: str | None = None) -> None:
+    """`bench/run`; bench.latency calls it with its own options (`--only latency`)."""
+    args = parse_args(argv)
+    command = command or " ".join(["bench/run", *map(shlex.quote, sys.argv[1:])])
     os.chdir(Path(__file__).resolve().parent.parent)
     with contextlib.suppress(ImportError):
         import uvloop
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     try:
-        sys.exit(asyncio.run(run(args)))
+        sys.exit(asyncio.run(run(args, command)))
     except KeyboardInterrupt:
         print("interrupted; every process stopped", file=sys.stderr)
         sys.exit(130)

@@ -82,6 +82,13 @@ def ratios_per_repeat(repeats: list[dict[str, Any]]) -> dict[str, dict[str, Any]
                     _get(figures, "raw", "cpu_ms_per_msg"),
                 ),
             )
+        for rtt_key, at in (_get(figures, "latency") or {}).items():
+            if not isinstance(at, dict):
+                continue  # background_busy_cores
+            add(
+                f"latency_{rtt_key}_vs_smtp_source",
+                _ratio(_get(at, "broadsheet", "msgs_per_s"), _get(at, "source", "msgs_per_s")),
+            )
         add(
             "postgresql_two_vs_one_worker",
             _ratio(
@@ -330,6 +337,7 @@ def targets(result: dict[str, Any]) -> list[dict[str, str]]:
                 _fmt(_get(big, "send_1m", "msgs_per_s"), "msg/s"),
             )
         )
+    rows += _latency_rows(result, r)
     rps = _m(result, "subscribe.requests_per_s")
     if rps is not None:
         p99 = _m(result, "subscribe.p99_ms")
@@ -355,25 +363,83 @@ def targets(result: dict[str, Any]) -> list[dict[str, str]]:
     return [row.__dict__ for row in rows]
 
 
+def _latency_rows(result: dict[str, Any], r: Any) -> list[Row]:
+    """The latency stage (issue 14): per round trip, smtp-source and Broadsheet through the
+    same delaying proxy; the target is a ratio between the two."""
+    rows: list[Row] = []
+    sessions = _get(result, "options", "pool_size")
+    for rtt in _get(result, "options", "rtt") or []:
+        at = f"latency.rtt_{rtt}"
+        ours = _m(result, f"{at}.broadsheet.msgs_per_s")
+        source = _m(result, f"{at}.source.msgs_per_s")
+        if ours is None and source is None:
+            continue
+        where = f"{rtt} ms round trip (bench.proxy)" if rtt else "loopback, no proxy"
+        messages = _fmt(_m(result, f"{at}.messages"))
+        rows.append(
+            Row(
+                f"{where}: smtp-source -d -s {sessions}, {messages} messages", _fmt(source, "msg/s")
+            )
+        )
+        ratio = r(f"latency_rtt_{rtt}_vs_smtp_source")
+        need = 4.0 if rtt else 0.5
+        rows.append(
+            Row(
+                f"{where}: Broadsheet, 1 worker, default settings, request to all final",
+                _fmt(ours, "msg/s"),
+                baseline=f"smtp-source -s {sessions} {_fmt(source)}",
+                ratio=_fmt(ratio, "×", 2),
+                target=f"≥ {need:g}×",
+                met=_met(None if ratio is None else ratio >= need),
+            )
+        )
+    return rows
+
+
+def latency_line(figures: dict[str, Any]) -> str:
+    """A progress line for one round trip of the latency stage."""
+    source = _get(figures, "source", "msgs_per_s")
+    ours = _get(figures, "broadsheet", "msgs_per_s")
+    ratio = _ratio(ours, source)
+    return (
+        f"{figures['messages']:,} messages, smtp-source {_fmt(source, 'msg/s')}, "
+        f"Broadsheet {_fmt(ours, 'msg/s')} ({_fmt(ratio, '×', 2)})"
+    )
+
+
 def markdown(result: dict[str, Any]) -> str:
     m = result["machine"]
     opts = result["options"]
     size = result["info"].get("message_bytes_baselines") or 0
     broadsheet = result["info"].get("message_bytes_broadsheet") or 0
     naive = result["info"].get("message_bytes_naive") or 0
+    setting = (
+        f"{opts['n']:,} subscribers per send, "
+        f"{result['repeats_done']} interleaved repeats (medians; ratios taken within each repeat)"
+        f"{'' if result['complete'] else ' (INCOMPLETE: the run stopped early)'}, "
+        f"SMTP pool {opts['pool_size']}, into Postfix `smtp-sink` on 127.0.0.1. Broadsheet's "
+        f"message for the ten-story issue is {broadsheet:,} bytes; smtp-source and raw "
+        f"aiosmtplib send {size:,} bytes, the naive loop its own {naive:,}."
+    )
+    title = "# Broadsheet benchmark"
+    if opts.get("only") == "latency":
+        title = "# Broadsheet benchmark: sending across a network"
+        setting = (
+            f"{result['repeats_done']} interleaved repeats (medians; ratios taken within each "
+            f"repeat){'' if result['complete'] else ' (INCOMPLETE: the run stopped early)'}. "
+            f"At each round trip, smtp-source and one Broadsheet worker (SMTP pool "
+            f"{opts['pool_size']}, {opts.get('latency_db')}) send {broadsheet:,}-byte messages "
+            "through the same `bench.proxy` (half the round trip added each way) into Postfix "
+            "`smtp-sink` on 127.0.0.1; at 0 ms, straight into the sink."
+        )
     lines = [
-        "# Broadsheet benchmark",
+        title,
         "",
         f"Run {result['started_at']} on {m['nproc']} × {m['cpu_model']}, {m['memory_gb']} GB, "
         f"Python {m['python']}, PostgreSQL {m.get('postgresql') or '?'}, SQLite {m['sqlite']}; "
         f"commit {m.get('commit') or '?'}.",
         "",
-        f"Command: `{result['command']}` — {opts['n']:,} subscribers per send, "
-        f"{result['repeats_done']} interleaved repeats (medians; ratios taken within each repeat)"
-        f"{'' if result['complete'] else ' (INCOMPLETE: the run stopped early)'}, "
-        f"SMTP pool {opts['pool_size']}, into Postfix `smtp-sink` on 127.0.0.1. Broadsheet's "
-        f"message for the ten-story issue is {broadsheet:,} bytes; smtp-source and raw "
-        f"aiosmtplib send {size:,} bytes, the naive loop its own {naive:,}.",
+        f"Command: `{result['command']}` — {setting}",
         "",
         "| measure | value | baseline | ratio | target | met? |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -429,6 +495,12 @@ def one_line(name: str, figures: dict[str, Any] | None) -> str:
     if name in ("source", "raw", "pipelined", "naive", "peer"):
         cpu = figures.get("cpu_ms_per_msg")
         return f"{figures['msgs_per_s']:,.0f} msg/s" + (f", {cpu:.3f} ms CPU/msg" if cpu else "")
+    if name == "latency":
+        return "; ".join(
+            f"{at.get('rtt_ms')} ms: {latency_line(at)}"
+            for at in figures.values()
+            if isinstance(at, dict)
+        )
     if name == "subscribe":
         return (
             f"{figures['requests_per_s']:,.0f} req/s, p50 {figures['p50_ms']:.1f} ms, "
