@@ -15,6 +15,7 @@ from typing import Any
 
 import aiosmtplib
 
+from app.delivery.pipeline import PipelinedSession
 from app.settings import SmtpTarget
 
 logger = logging.getLogger("broadsheet.smtp")
@@ -93,17 +94,24 @@ class SmtpConnection:
         *,
         timeout: float,
         local_hostname: str | None = None,
+        pipelining: bool = True,
     ) -> None:
         if not targets:
             raise ValueError("at least one SMTP target is required")
         self.targets = list(targets)
         self.timeout = timeout
         self.local_hostname = local_hostname
+        self.pipelining = pipelining
         self._client: aiosmtplib.SMTP | None = None
+        # The pipelined session the client's connection was handed to, when the server
+        # offers PIPELINING; `_client` then no longer reads that connection.
+        self._session: PipelinedSession | None = None
         self.target: SmtpTarget | None = None
 
     @property
     def is_connected(self) -> bool:
+        if self._session is not None:
+            return self._session.is_connected
         return self._client is not None and self._client.is_connected
 
     async def _connect_one(self, target: SmtpTarget) -> aiosmtplib.SMTP:
@@ -123,7 +131,7 @@ class SmtpConnection:
 
     async def connect(self) -> aiosmtplib.SMTP:
         """The live client, connecting to the first target that answers."""
-        if self._client is not None and self._client.is_connected:
+        if self._client is not None and self.is_connected:
             return self._client
         await self.close()
         errors: list[str] = []
@@ -141,15 +149,37 @@ class SmtpConnection:
                     logger.warning("SMTP failover: now sending through %s", target.describe())
                 self._client = client
                 self.target = target
+                await self._take_over(client)
                 return client
         raise SmtpUnavailable("; ".join(errors), auth_refused=auth_refused)
 
+    async def _take_over(self, client: aiosmtplib.SMTP) -> None:
+        """Hand the connection to a pipelined session when the server can take one."""
+        if not self.pipelining:
+            return
+        if client.is_ehlo_or_helo_needed:
+            await client.ehlo()
+        self._session = PipelinedSession.take_over(client, timeout=self.timeout)
+
     async def sendmail(self, mail_from: str, rcpt_to: str, data: bytes) -> aiosmtplib.SMTPResponse:
-        """Send one message to one recipient; the server's reply to DATA.
+        """Send one message to one recipient; the server's reply to DATA (or BDAT).
 
         Raises aiosmtplib errors (see `classify.classify_exception`) or SmtpUnavailable.
         """
         client = await self.connect()
+        session = self._session
+        if session is not None:
+            payload = data_payload(data)
+            if payload is not None and session.accepts(mail_from, rcpt_to):
+                return await session.send(mail_from, rcpt_to, data, payload)
+            # A message or an address the fast path does not take: a classic exchange on
+            # a new connection (rare: messages are built CRLF, addresses checked).
+            await self.close()
+            self.pipelining, pipelining = False, self.pipelining
+            try:
+                return await self.sendmail(mail_from, rcpt_to, data)
+            finally:
+                self.pipelining = pipelining
         if client.is_ehlo_or_helo_needed:
             await client.ehlo()
         # The transaction by hand rather than `sendmail()`: our messages are already CRLF,
@@ -174,7 +204,10 @@ class SmtpConnection:
     def drop(self) -> None:
         """Forget a connection that is broken or that the server asked us to close."""
         client, self._client = self._client, None
-        if client is not None:
+        session, self._session = self._session, None
+        if session is not None:
+            session.abort()
+        elif client is not None:
             try:
                 client.close()
             except Exception:  # a broken transport may fail to close; it is gone anyway
@@ -183,6 +216,10 @@ class SmtpConnection:
     async def close(self) -> None:
         """QUIT politely when possible, then forget the connection."""
         client, self._client = self._client, None
+        session, self._session = self._session, None
+        if session is not None:
+            await session.quit()
+            return
         if client is None:
             return
         try:

@@ -82,6 +82,7 @@ def smtp_transports(settings: Settings) -> TransportFactory:
                 settings.smtp_targets,
                 timeout=settings.smtp_timeout_seconds,
                 local_hostname=settings.base_host,
+                pipelining=settings.smtp_pipelining,
             )
         )
 

@@ -46,6 +46,7 @@ class FaultySink(MailSink):
     rules: list[Rule] = field(default_factory=list)
     tries: Counter[str] = field(default_factory=Counter)
     accept_delay: float = 0.0
+    pipelining: bool = False  # offer PIPELINING (RFC 2920) in the EHLO reply
 
     def add(
         self,
@@ -91,6 +92,15 @@ class FaultySink(MailSink):
                 server.transport.close()
             return "421 4.4.2 connection dropped"
         return rule.reply if rule.reply else None
+
+    async def handle_EHLO(  # noqa: N802
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        if self.pipelining:
+            # aiosmtpd reads command by command, so a pipelined client is served as is.
+            responses.insert(-1, "250-PIPELINING")
+        return responses
 
     async def handle_MAIL(  # noqa: N802
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
