@@ -88,6 +88,7 @@ class Settings(BaseSettings):
     secret_key: str = ""
     send_rate: float = Field(default=0, ge=0)
     smtp_pool_size: int = Field(default=8, ge=1, le=256)
+    smtp_max_connections: int = Field(default=32, ge=1, le=1024)
     smtp_pipelining: bool = True
     smtp_timeout_seconds: float = Field(default=30, gt=0)
     max_attempts: int = Field(default=5, ge=1, le=100)

@@ -7,11 +7,13 @@ talking to the database only through a `Store` and to the mail system only throu
     Claimer --jobs--> SenderPool (one transport each) --results--> OutcomeWriter --> Store
 
 - the claimer (`claimer.py`) leases batches of due deliveries and keeps house;
-- SMTP_POOL_SIZE senders (`senders.py`) wait for the rate cap, personalise the prepared
-  issue (bytes substitution) and send, settling each outcome by the retry policy;
+- the senders (`senders.py`), one per SMTP connection, SMTP_POOL_SIZE at first and up to
+  SMTP_MAX_CONNECTIONS as `adaptive.py` finds it pays, check the caps, personalise the
+  prepared issue (bytes substitution) and send, settling each outcome by the retry
+  policy;
 - the writer (`writer.py`) writes outcomes at least every 0.5 s and every 100, one
   transaction per batch. Senders wait while 100 outcomes are unwritten, so a hard crash
-  repeats at most SMTP_POOL_SIZE + 100 messages.
+  repeats at most the connections open (SMTP_MAX_CONNECTIONS at most) + 100 messages.
 
 On `stop`: no more claims, jobs not yet started are released (back to queued, no
 attempt used), messages in flight finish, outcomes are flushed, and `run()` returns.
@@ -74,6 +76,7 @@ class DeliveryEngine:
             backoff=backoff,
             limiter=limiter,
             low_water=max(batch // 2, pool_size),
+            ceiling=settings.smtp_max_connections,
         )
         self.claimer = Claimer(
             settings,

@@ -1,7 +1,9 @@
-"""The sender pool: SMTP_POOL_SIZE tasks, each owning one transport (one connection).
+"""The sender pool: one task per SMTP connection, each owning one transport.
 
-Each takes jobs from the claimer's queue, waits for the rate cap, personalises the
-prepared issue (bytes substitution), sends, and hands the result to the outcome writer.
+It starts with SMTP_POOL_SIZE and grows or shrinks between 1 and SMTP_MAX_CONNECTIONS as
+`adaptive.ConnectionTuner` decides (SPEC section 13). Each sender takes jobs from the
+claimer's queue, checks the caps, personalises the prepared issue (bytes substitution),
+sends, and hands the result to the outcome writer.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import logging
 import time
 from typing import Protocol
 
+from app.delivery.adaptive import ConnectionTuner
 from app.delivery.classify import Outcome, Verdict
 from app.delivery.metrics import SMTP_LATENCY
 from app.delivery.outcomes import Job, Kind, Result
@@ -22,6 +25,7 @@ from app.rendering.prepared import PreparedIssue, Recipient
 
 logger = logging.getLogger("broadsheet.delivery")
 
+TUNE_SECONDS = 0.1  # how often the tuner looks at the pool
 DRAIN_SECONDS = 12.0  # senders, then the final flush: well inside the 30 s SIGTERM budget
 _SENDING = IssueStatus.sending.value
 # Kinds whose row keeps the Message-ID of the message that went out.
@@ -57,8 +61,12 @@ class SenderPool:
         backoff: Backoff,
         limiter: Limiter | None,
         low_water: int,
+        ceiling: int | None = None,
     ) -> None:
         self.size = size
+        self.tuner = ConnectionTuner(size, ceiling or size, now=time.monotonic())
+        self.retiring = 0  # senders asked to close their connection and end
+        self.tuning: asyncio.Task[None] | None = None
         self.transports = transports
         self.book = book
         self.writer = writer
@@ -75,10 +83,34 @@ class SenderPool:
     # -- the claimer's side ---------------------------------------------------------
 
     def start(self) -> None:
-        self.tasks = [
-            asyncio.create_task(self._sender(self.transports()), name=f"smtp-{i}")
-            for i in range(self.size)
-        ]
+        for _ in range(self.size):
+            self._spawn()
+        if self.tuner.ceiling > 1:
+            self.tuning = asyncio.create_task(self._tune(), name="smtp-tuner")
+
+    def _spawn(self) -> None:
+        name = f"smtp-{len(self.tasks)}"
+        self.tasks.append(asyncio.create_task(self._sender(self.transports()), name=name))
+
+    @property
+    def connections(self) -> int:
+        """Senders (connections) this pool keeps now."""
+        return sum(not task.done() for task in self.tasks) - self.retiring
+
+    async def _tune(self) -> None:
+        tuner = self.tuner
+        while not self.stopping:
+            await asyncio.sleep(TUNE_SECONDS)
+            size = tuner.tick(time.monotonic(), waiting=self.queue.qsize() > 0)
+            if size is None or self.stopping:
+                continue
+            change = size - self.connections
+            cancel = min(self.retiring, max(change, 0))
+            self.retiring -= cancel
+            for _ in range(change - cancel):
+                self._spawn()
+            if change < 0:
+                self.retiring -= change
 
     def offer(self, job: Job) -> None:
         self.queue.put_nowait(job)
@@ -104,6 +136,8 @@ class SenderPool:
     async def drain(self) -> None:
         """Release what was not started, let what is in flight finish (or cut it off)."""
         self.stopping = True
+        if self.tuning is not None:
+            self.tuning.cancel()
         released = 0
         while True:
             try:
@@ -135,6 +169,9 @@ class SenderPool:
         queue = self.queue
         try:
             while True:
+                if self.retiring > 0:
+                    self.retiring -= 1
+                    return
                 job = await queue.get()
                 if queue.qsize() < self.low_water:
                     self.queue_low.set()
@@ -184,6 +221,7 @@ class SenderPool:
             return
         started = time.perf_counter()
         outcome = await transport.send(prepared.envelope_from, job.email, data)
+        self.tuner.observe(outcome)
         if not outcome.before_send:
             SMTP_LATENCY.observe(time.perf_counter() - started)
         step = self.policy.settle(outcome, job.attempts, backoff)
