@@ -4,8 +4,8 @@ A transport is one channel to the mail system (one SMTP connection for the SMTP
 transport). It takes what a sender needs and nothing more (envelope sender, one
 recipient, the finished message bytes) and answers a classified `Outcome`, never an
 exception for anything the server or the network did, so the engine and the outbox
-only ever decide on verdicts. A pipelining transport (SPEC section 13) fits behind the
-same three calls.
+only ever decide on verdicts. The SMTP transport pipelines when the server lets it
+(`pipeline.py`, SPEC section 13) behind the same two calls.
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ TransportFactory = Callable[[], Transport]
 
 
 class SmtpTransport:
-    """One persistent aiosmtplib connection (with failover) behind `Transport`."""
+    """One persistent SMTP connection (with failover) behind `Transport`: aiosmtplib's
+    classic exchange, or the pipelined session when the server offers PIPELINING."""
 
     def __init__(self, connection: SmtpConnection) -> None:
         self.connection = connection
