@@ -96,6 +96,7 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(default=60, gt=0)
     batch_size: int = Field(default=500, ge=1, le=10000)
     domain_rates: str = ""
+    warmup: str = ""
     subscribe_rate_limit: str = "10/minute"
     subscribe_address_limit: str = "3/hour"
     confirm_token_max_age_seconds: int = Field(default=7 * 86400, gt=0)
@@ -162,6 +163,12 @@ class Settings(BaseSettings):
         _parse_domain_rates(value)
         return value
 
+    @field_validator("warmup")
+    @classmethod
+    def _warmup(cls, value: str) -> str:
+        _parse_warmup(value)
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _log_level(cls, value: str) -> str:
@@ -215,6 +222,11 @@ class Settings(BaseSettings):
     def domain_rate_caps(self) -> dict[str, float]:
         return _parse_domain_rates(self.domain_rates)
 
+    @cached_property
+    def warmup_caps(self) -> list[int]:
+        """WARMUP's daily caps, day 1 first (the last holds after); empty when off."""
+        return _parse_warmup(self.warmup)
+
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
@@ -239,9 +251,34 @@ def _parse_domain_rates(value: str) -> dict[str, float]:
     caps: dict[str, float] = {}
     for item in filter(None, (part.strip() for part in value.split(","))):
         domain, sep, rate = item.partition("=")
-        if not sep:
-            raise ValueError("expected domain=rate pairs separated by commas")
-        caps[domain.strip().lower()] = float(rate)
+        domain = domain.strip().lower()
+        if not sep or not domain:
+            raise ValueError(f"expected domain=rate pairs separated by commas, got {item!r}")
+        if "@" in domain or any(c.isspace() for c in domain):
+            raise ValueError(f"{domain!r} is not a domain (write gmail.com, not an address)")
+        try:
+            per_second = float(rate)
+        except ValueError:
+            per_second = -1.0
+        if not per_second > 0 or per_second == float("inf"):
+            raise ValueError(
+                f"the rate of {domain} must be a positive number of messages per second, "
+                f"got {rate.strip()!r}"
+            )
+        caps[domain] = per_second
+    return caps
+
+
+def _parse_warmup(value: str) -> list[int]:
+    """`1000,2000,5000` -> [1000, 2000, 5000]: each day's cap, counted from the first send."""
+    caps: list[int] = []
+    for day, item in enumerate((part.strip() for part in value.split(",") if value.strip()), 1):
+        if not re.fullmatch(r"[0-9]+", item) or int(item) < 1:
+            raise ValueError(
+                f"day {day}: expected a whole number of messages of at least 1, got {item!r} "
+                "(WARMUP is daily caps separated by commas, e.g. 1000,2000,5000,10000,20000)"
+            )
+        caps.append(int(item))
     return caps
 
 

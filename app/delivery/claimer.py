@@ -1,10 +1,11 @@
 """The claimer: leases batches of due deliveries and feeds the sender pool.
 
 It claims deliveries of issues that are `sending` (keyset order, SKIP LOCKED on
-PostgreSQL), applies the send-time checks the store reports (subscription still
-active, address not suppressed), prepares each issue once, and keeps house: renews
-this worker's leases, takes back other workers' expired ones, sweeps cancelled issues
-and marks finished issues `sent`.
+PostgreSQL), leaving in the queue those of recipient and From domains over a send cap
+(DOMAIN_RATES, WARMUP) until they may send, applies the send-time checks the store
+reports (subscription still active, address not suppressed), prepares each issue once,
+and keeps house: renews this worker's leases, takes back other workers' expired ones,
+sweeps cancelled issues and marks finished issues `sent`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 from collections.abc import Sequence
 
 from app.delivery.outcomes import Kind, Result
+from app.delivery.ratecap import Hold, domain_of
 from app.delivery.retry import Backoff
 from app.delivery.senders import IssueBook, SenderPool
 from app.delivery.store import Store
@@ -30,6 +32,7 @@ logger = logging.getLogger("broadsheet.delivery")
 HOUSEKEEPING_SECONDS = 1.0
 STATUS_REFRESH_SECONDS = 0.25  # pause and cancel take effect within this
 _DONE = (IssueStatus.sent.value, IssueStatus.cancelled.value)
+_NOTHING_HELD = Hold()
 
 
 class Claimer:
@@ -72,7 +75,7 @@ class Claimer:
                 busy = False
                 await wait_any(stop, self.wake, 1.0)
             if not busy:
-                await wait_any(stop, self.wake, poll)
+                await wait_any(stop, self.wake, self._idle_wait(poll))
 
     async def round(self) -> bool:
         """Housekeeping, then one claim if the local queue runs low; True when busy."""
@@ -90,12 +93,17 @@ class Claimer:
         if self.pool.backlog >= self.pool.low_water:
             await self.pool.wait_below_low_water(STATUS_REFRESH_SECONDS)
             return True
+        hold = self._hold()
+        claimable = self._claimable(sending, hold)
+        if not claimable:
+            return False  # every sending issue's From domain is over its day's cap
         claims = await self.store.claim(
             self.owner,
-            sending,
+            claimable,
             after_id=self.cursor,
             limit=self.batch,
             lease_seconds=self.settings.lease_seconds,
+            skip_domains=sorted(hold.recipient_domains),
         )
         after = self.cursor
         self.cursor = claims[-1].job.id if len(claims) >= self.batch else 0
@@ -116,6 +124,26 @@ class Claimer:
             else:
                 self.pool.offer(job)
         return True
+
+    def _hold(self) -> Hold:
+        limiter = self.pool.limiter
+        return limiter.held() if limiter is not None else _NOTHING_HELD
+
+    def _claimable(self, sending: list[int], hold: Hold) -> list[int]:
+        """The sending issues whose From domain may send now (WARMUP holds the others)."""
+        if not hold.from_domains:
+            return sending
+        prepared = self.book.prepared
+        return [
+            i
+            for i in sending
+            if i not in prepared or domain_of(prepared[i].envelope_from) not in hold.from_domains
+        ]
+
+    def _idle_wait(self, poll: float) -> float:
+        """Nothing to claim: wait `poll`, or less when a held domain may send sooner."""
+        lifts_in = self._hold().lifts_in
+        return poll if lifts_in is None else max(0.01, min(poll, lifts_in))
 
     async def _refresh_statuses(self) -> None:
         """Which issues are sending now, and the state of those this worker holds rows of."""

@@ -1,16 +1,19 @@
-"""Queries of the rate cap: the shared token buckets in `send_quota`, one row a bucket."""
+"""Queries of the send caps: the shared token buckets in `send_quota` (one row a bucket)
+and WARMUP's daily counts in `send_warmup` (one row a From domain)."""
 
 from __future__ import annotations
 
-from typing import cast
+from datetime import date
+from typing import NamedTuple, cast
 
 from sqlalchemy import Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.kit.sql import insert_ignore
-from app.models import SendQuota
+from app.models import SendQuota, SendWarmup
 
 Q = cast(Table, SendQuota.__table__)
+W = cast(Table, SendWarmup.__table__)
 
 
 async def lock_bucket(session: AsyncSession, name: str) -> tuple[float, float] | None:
@@ -37,3 +40,29 @@ async def store_bucket(session: AsyncSession, name: str, tokens: float, refilled
     await session.execute(
         update(Q).where(Q.c.name == name).values(tokens=tokens, refilled_at=refilled_at)
     )
+
+
+class WarmupCount(NamedTuple):
+    first_day: date
+    day: date
+    sent: int
+
+
+async def lock_warmup(session: AsyncSession, domain: str, today: date) -> WarmupCount:
+    """The From domain's count, locked until the transaction ends; made on its first send.
+
+    On PostgreSQL a worker that made the row at the same moment wins (ON CONFLICT DO
+    NOTHING waits for it), and FOR UPDATE then reads that row.
+    """
+    values = {"domain": domain, "first_day": today, "day": today, "sent": 0}
+    await insert_ignore(session, W, values, ["domain"])
+    row = (
+        await session.execute(
+            select(W.c.first_day, W.c.day, W.c.sent).where(W.c.domain == domain).with_for_update()
+        )
+    ).one()
+    return WarmupCount(row[0], row[1], int(row[2]))
+
+
+async def store_warmup(session: AsyncSession, domain: str, day: date, sent: int) -> None:
+    await session.execute(update(W).where(W.c.domain == domain).values(day=day, sent=sent))

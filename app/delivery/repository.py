@@ -121,10 +121,15 @@ async def claim_batch(
     limit: int,
     lease_seconds: float,
     now: datetime,
+    skip_domains: Sequence[str] = (),
 ) -> list[Claimed]:
-    """Lease up to `limit` due queued deliveries of the given (sending) issues, by id."""
+    """Lease up to `limit` due queued deliveries of the given (sending) issues, by id.
+
+    Deliveries to an address in `skip_domains` (recipient domains over their cap) are
+    left queued.
+    """
     expires = now + timedelta(seconds=lease_seconds)
-    if dialect_name(session) == "postgresql":
+    if dialect_name(session) == "postgresql" and not skip_domains:
         result = await session.execute(
             _PG_CLAIM,
             {
@@ -137,7 +142,7 @@ async def claim_batch(
             },
         )
         return [Claimed(*row) for row in result.all()]
-    return await _claim_sqlite(
+    return await _claim_core(
         session,
         owner=owner,
         issue_ids=issue_ids,
@@ -145,10 +150,27 @@ async def claim_batch(
         limit=limit,
         expires=expires,
         now=now,
+        skip_domains=skip_domains,
     )
 
 
-async def _claim_sqlite(
+def _not_to_domains(domains: Sequence[str]) -> Any:
+    """The delivery's address is in none of `domains` (one short list, matched per row by
+    the subscription's and subscriber's primary keys; a delivery whose subscription is
+    gone matches nothing, so it is still claimed, and skipped)."""
+    email = func.lower(SB.c.email)
+    to_them = (
+        select(literal(1))
+        .select_from(S.join(SB, SB.c.id == S.c.subscriber_id))
+        .where(
+            S.c.id == D.c.subscription_id,
+            or_(*(email.endswith(f"@{domain}", autoescape=True) for domain in domains)),
+        )
+    )
+    return ~exists(to_them)
+
+
+async def _claim_core(
     session: AsyncSession,
     *,
     owner: str,
@@ -157,10 +179,12 @@ async def _claim_sqlite(
     limit: int,
     expires: datetime,
     now: datetime,
+    skip_domains: Sequence[str],
 ) -> list[Claimed]:
     # SQLite: one worker process and one writer at a time, so a plain UPDATE on a
     # subquery is the claim; RETURNING may only name the updated table, hence a second
-    # (indexed) read for the address and the send-time checks.
+    # (indexed) read for the address and the send-time checks. PostgreSQL comes this way
+    # only while a recipient domain is held back, its SKIP LOCKED keeping workers apart.
     due = (
         select(D.c.id)
         .where(
@@ -168,9 +192,11 @@ async def _claim_sqlite(
             D.c.issue_id.in_(list(issue_ids)),
             D.c.id > after_id,
             or_(D.c.next_attempt_at.is_(None), D.c.next_attempt_at <= now),
+            *([_not_to_domains(skip_domains)] if skip_domains else []),
         )
         .order_by(D.c.id)
         .limit(limit)
+        .with_for_update(skip_locked=True)
     )
     claimed = await session.execute(
         update(D)

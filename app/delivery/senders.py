@@ -17,6 +17,7 @@ from app.delivery.adaptive import ConnectionTuner
 from app.delivery.classify import Outcome, Verdict
 from app.delivery.metrics import SMTP_LATENCY
 from app.delivery.outcomes import Job, Kind, Result
+from app.delivery.ratecap import Capped, Hold
 from app.delivery.retry import Backoff, RetryPolicy, Step
 from app.delivery.transport import Transport, TransportFactory
 from app.delivery.writer import OutcomeWriter
@@ -33,9 +34,17 @@ _WITH_MESSAGE_ID = frozenset({Kind.sent, Kind.bounced, Kind.failed, Kind.policy}
 
 
 class Limiter(Protocol):
-    """The send rate cap (`ratecap.RateCap`): returns when `email` may be sent to."""
+    """The send caps (`ratecap.RateCap`): a capped domain is answered at once, never
+    waited for (SEND_RATE alone may wait: it holds all mail alike)."""
 
-    async def acquire(self, email: str) -> None: ...
+    async def try_acquire(self, email: str, sender: str) -> Capped | None:
+        """None when a message from `sender` to `email` may go now (its share taken);
+        else how long it must wait in the queue."""
+        ...
+
+    def held(self) -> Hold:
+        """The recipient and From domains over their cap now, for the claim to skip."""
+        ...
 
 
 class IssueBook:
@@ -206,9 +215,14 @@ class SenderPool:
             return
         if writer.full:
             await writer.wait_for_room()
-        if self.limiter is not None:
-            await self.limiter.acquire(job.email)
         prepared = self.book.prepared[job.issue_id]
+        if self.limiter is not None:
+            capped = await self.limiter.try_acquire(job.email, prepared.envelope_from)
+            if capped is not None:
+                # Over a cap: back to the queue, due later, no attempt used and no
+                # connection held meanwhile (the claim skips its domain until then).
+                writer.add(Result(Kind.release, job, reply=capped.reason, retry_in=capped.wait))
+                return
         message_id = prepared.message_id(job.id)
         try:
             data = prepared.personalise(

@@ -120,6 +120,7 @@ class SqlStore:
         after_id: int,
         limit: int,
         lease_seconds: float,
+        skip_domains: Sequence[str] = (),
     ) -> list[Claim]:
         async with self.sessionmaker() as session, session.begin():
             rows = await repository.claim_batch(
@@ -130,6 +131,7 @@ class SqlStore:
                 limit=limit,
                 lease_seconds=lease_seconds,
                 now=utcnow(),
+                skip_domains=skip_domains,
             )
         claims = []
         for row in rows:

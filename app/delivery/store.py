@@ -59,8 +59,13 @@ class Store(Protocol):
         after_id: int,
         limit: int,
         lease_seconds: float,
+        skip_domains: Sequence[str] = (),
     ) -> list[Claim]:
-        """Lease up to `limit` due queued deliveries of these issues, above `after_id`, by id."""
+        """Lease up to `limit` due queued deliveries of these issues, above `after_id`, by id.
+
+        Deliveries to addresses in `skip_domains` (recipient domains over their cap) stay
+        queued.
+        """
         ...
 
     async def renew_leases(self, owner: str, lease_seconds: float) -> None: ...

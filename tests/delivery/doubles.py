@@ -78,6 +78,7 @@ class MemoryStore:
         after_id: int,
         limit: int,
         lease_seconds: float,
+        skip_domains: Sequence[str] = (),
     ) -> list[Claim]:
         now = time.monotonic()
         due = [
@@ -87,6 +88,7 @@ class MemoryStore:
             and row.issue_id in issue_ids
             and row.id > after_id
             and row.due <= now
+            and row.email.rpartition("@")[2] not in skip_domains
         ][:limit]
         claims = []
         for row in due:
