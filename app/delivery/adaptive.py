@@ -2,10 +2,11 @@
 
 Over a real network a message's time is mostly round trips, so more connections carry
 more mail, up to what the relay (or this process's CPU) can take. The worker starts at
-SMTP_POOL_SIZE. While mail waits for a free connection, it opens a quarter more (at
-least two), up to SMTP_MAX_CONNECTIONS, and keeps them when messages/s rose by a tenth
-or more; otherwise it goes back to the count before and holds there for a while before
-it tries again. Each measurement skips the window right after a change, when new
+SMTP_POOL_SIZE. While mail waits for a free connection it doubles the count (up to
+SMTP_MAX_CONNECTIONS) and keeps the new connections when messages/s rose by at least a
+third of what they could add (a round-trip-bound send doubles); otherwise it goes back
+to the count before, holds there for a while, and from then on tries smaller steps (a
+quarter more). Each measurement skips the window right after a change, when new
 connections are still saying EHLO. A sign that the relay has enough (a 421 reply, a
 refused connection, a reply that says "too many") shrinks the pool by a quarter at once
 and holds growth back. Every change is logged once, with its reason.
@@ -21,11 +22,13 @@ from app.delivery.classify import Outcome, Verdict
 
 logger = logging.getLogger("broadsheet.delivery")
 
-WINDOW_SECONDS = 0.5
+WINDOW_SECONDS = 1.0
+SETTLE_SECONDS = 0.5  # the window after a change, not measured
 MIN_ANSWERS = 20  # a window with fewer answers is extended (up to MAX_WINDOW_SECONDS)
 MAX_WINDOW_SECONDS = 5.0
-GAIN = 0.10  # a growth step must raise messages/s by this much to be kept
-HOLD_SECONDS = 30.0  # after a step that did not pay, or a refusal: no growth meanwhile
+# A step must bring at least this share of the gain it could (linear in connections).
+SHARE = 0.35
+HOLD_SECONDS = 15.0  # after a step that did not pay, or a refusal: no growth meanwhile
 _TOO_MANY = re.compile(r"too many|connection limit|concurrent", re.IGNORECASE)
 
 
@@ -56,6 +59,7 @@ class ConnectionTuner:
         self.rate = 0.0  # messages/s at the current size (0 until measured)
         self.probe: _Probe | None = None
         self.hold_until = now
+        self.doubling = True  # until a step fails to pay; then a quarter at a time
 
     def observe(self, outcome: Outcome) -> None:
         """A send's outcome: an answer from the relay, or a sign it wants fewer of us."""
@@ -69,7 +73,7 @@ class ConnectionTuner:
         if self.busy is not None and self.size > 1:
             return self._shrink(now)
         elapsed = now - self.window_start
-        if elapsed < WINDOW_SECONDS or (
+        if elapsed < (SETTLE_SECONDS if self.settling else WINDOW_SECONDS) or (
             self.answers < MIN_ANSWERS and elapsed < MAX_WINDOW_SECONDS
         ):
             return None
@@ -79,8 +83,9 @@ class ConnectionTuner:
             self.settling = False
             return None
         probe, self.probe = self.probe, None
-        if probe is not None and rate < probe.rate * (1 + GAIN):
+        if probe is not None and rate < probe.rate * (1 + SHARE * (self.size / probe.size - 1)):
             self.hold_until = now + HOLD_SECONDS
+            self.doubling = False
             return self._resize(
                 probe.size,
                 now,
@@ -90,7 +95,7 @@ class ConnectionTuner:
         self.rate = rate
         if waiting and self.size < self.ceiling and now >= self.hold_until:
             self.probe = _Probe(self.size, rate)
-            step = max(2, self.size // 4)
+            step = self.size if self.doubling else max(2, self.size // 4)
             return self._resize(
                 min(self.ceiling, self.size + step), now, f"mail waits at {rate:.0f} msg/s"
             )
@@ -99,6 +104,7 @@ class ConnectionTuner:
     def _shrink(self, now: float) -> int:
         reason = f"the relay pushed back: {self.busy}"
         self.probe = None
+        self.doubling = False
         self.hold_until = now + HOLD_SECONDS
         return self._resize(max(1, self.size - max(1, self.size // 4)), now, reason)
 

@@ -59,12 +59,12 @@ def test_a_latency_bound_relay_gets_connections_up_to_the_ceiling() -> None:
 def test_growth_that_does_not_pay_is_undone_and_held() -> None:
     tuner = ConnectionTuner(8, 32, now=0.0)
     sizes = simulate(tuner, lambda n: 1000.0, 10)  # CPU-bound: more connections, same rate
-    assert sizes[:3] == [8, 10, 8]
+    assert sizes[:3] == [8, 16, 8]
     assert tuner.size == 8
     assert tuner.hold_until > 10 - HOLD_SECONDS
     # It tries again once the hold is over.
     again = simulate(tuner, lambda n: 1000.0, HOLD_SECONDS + 5, start=10.0)
-    assert 10 in again
+    assert again[:2] == [8, 10]  # then in quarter steps
 
 
 def test_no_growth_while_no_mail_waits_for_a_connection() -> None:
@@ -141,9 +141,9 @@ async def test_a_slow_relay_gets_more_connections_and_a_full_one_fewer(
 ) -> None:
     counter = SessionCounter(limit=6)
     sink = faulty.sink
-    sink.accept_delay = 0.01
+    sink.accept_delay = 0.05  # a relay far away: round trips, not CPU, bound the send
     sink.handle_EHLO = counter.handle_EHLO  # type: ignore[method-assign]
-    _, issue_id, emails = await seed(sessionmaker, 1500)
+    _, issue_id, emails = await seed(sessionmaker, 600)
     caplog.set_level(logging.INFO, logger="broadsheet.delivery")
     settings = faulty_settings(smtp_pool_size=2, smtp_max_connections=12)
     async with running_worker(settings, engine):
@@ -155,7 +155,7 @@ async def test_a_slow_relay_gets_more_connections_and_a_full_one_fewer(
 
         await wait_until(all_arrived, timeout=120)
     changes = [r.getMessage() for r in caplog.records if "SMTP connections" in r.getMessage()]
-    assert any("2 -> 4" in change for change in changes), changes
+    assert any("2 -> 4 " in change for change in changes), changes
     assert any("pushed back" in change for change in changes), changes
     assert counter.most == 6
     assert sorted(r for m in sink.messages for r in m.rcpt_tos) == sorted(emails)
