@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import re
+from typing import cast
 
 import aiosmtplib
 
@@ -171,14 +172,17 @@ class PipelinedSession:
         """The session on `client`'s connection, or None when the server cannot pipeline."""
         protocol = client.protocol
         transport = getattr(protocol, "transport", None)
-        if not client.supports_extension("pipelining") or not isinstance(
-            transport, asyncio.WriteTransport
+        # Duck-typed: uvloop's transports (the worker's loop) are not asyncio's classes.
+        if (
+            not client.supports_extension("pipelining")
+            or transport is None
+            or not all(hasattr(transport, name) for name in ("set_protocol", "write", "abort"))
         ):
             return None
         if getattr(protocol, "_buffer", b""):
             return None  # unread bytes from the server: leave this session to aiosmtplib
         return cls(
-            transport,
+            cast(asyncio.WriteTransport, transport),
             chunking=client.supports_extension("chunking"),
             size=client.supports_extension("size"),
             timeout=timeout,

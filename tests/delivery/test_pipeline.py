@@ -9,6 +9,7 @@ still usable afterwards (but after a 421 or a dropped connection).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 
@@ -170,6 +171,29 @@ async def test_smtp_sink_takes_pipelined_messages_byte_for_byte() -> None:
     assert len(dumps) == 10
     for dump in dumps:
         assert lf(MESSAGE) in dump
+
+
+def test_the_fast_path_runs_on_uvloop_as_the_worker_does() -> None:
+    uvloop = pytest.importorskip("uvloop")
+    sink = SmtpSink()
+
+    async def send_ten() -> None:
+        transport = transport_to(sink.url)
+        try:
+            for n in range(10):
+                outcome = await transport.send(FROM, f"u{n}@example.com", MESSAGE)
+                assert outcome.verdict is Verdict.sent, outcome
+            assert session_of(transport) is not None  # uvloop's transport was taken over
+        finally:
+            await transport.close()
+
+    try:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(send_ten())
+        dumps = sink.wait_for(10, b"last line")
+    finally:
+        sink.stop()
+    assert sum(lf(MESSAGE) in dump for dump in dumps) == 10
 
 
 @pytest.mark.parametrize(
