@@ -17,11 +17,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import re
+from dataclasses import dataclass
 from typing import cast
 
 import aiosmtplib
 
-__all__ = ["PipelinedSession", "ReplyReader"]
+__all__ = ["Envelope", "PipelinedSession", "ReplyReader"]
 
 MAX_REPLY_BYTES = 64 * 1024
 # An address that may go on a command line as is: printable ASCII without spaces or angle
@@ -148,6 +149,25 @@ def _refusal(
     return aiosmtplib.SMTPDataError(last.code, last.message)
 
 
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One message on the fast path: `message` as is for BDAT, `payload` (dot-stuffed,
+    ending CRLF.CRLF) for DATA."""
+
+    mail_from: str
+    rcpt_to: str
+    message: bytes
+    payload: bytes
+
+    def same(self, other: Envelope) -> bool:
+        """The same message to the same recipient (the bytes object itself, not a copy)."""
+        return (
+            self.message is other.message
+            and self.rcpt_to == other.rcpt_to
+            and self.mail_from == other.mail_from
+        )
+
+
 class PipelinedSession:
     """One SMTP session, taken over from aiosmtplib after EHLO (and STARTTLS, AUTH)."""
 
@@ -165,6 +185,8 @@ class PipelinedSession:
         self.size = size
         self.timeout = timeout
         self.reset_pending = False
+        # A message announced with the last one's content: its envelope's replies, read.
+        self.announced: tuple[Envelope, list[aiosmtplib.SMTPResponse]] | None = None
         transport.set_protocol(self.reader)
 
     @classmethod
@@ -199,44 +221,97 @@ class PipelinedSession:
         return self.reader.lost is None and not self.transport.is_closing()
 
     async def send(
-        self, mail_from: str, rcpt_to: str, message: bytes, payload: bytes
+        self, envelope: Envelope, *, then: Envelope | None = None
     ) -> aiosmtplib.SMTPResponse:
-        """One message: `message` as is for BDAT, `payload` (dot-stuffed) for DATA."""
+        """One message; `then`, the message of the next call, is announced behind its
+        content (DATA path: that envelope and its DATA go in the same write, so each
+        message costs one round trip; the next call must be for exactly `then`)."""
         reader = self.reader
         if reader.lost is not None:
             raise reader.lost
-        size = f" SIZE={len(message)}" if self.size else ""
-        head = f"MAIL FROM:<{mail_from}>{size}\r\nRCPT TO:<{rcpt_to}>\r\n".encode("ascii")
-        resetting = self.reset_pending
-        if resetting:
-            head = b"RSET\r\n" + head
-            self.reset_pending = False
-        if self.chunking:
-            self.transport.write(b"".join((head, b"BDAT %d LAST\r\n" % len(message), message)))
+        announced, self.announced = self.announced, None
+        if announced is not None and not announced[0].same(envelope):
+            # What was announced did not follow: its DATA is open on the server, and only
+            # closing the connection ends it without delivering anything.
+            self.abort()
+            raise aiosmtplib.SMTPServerDisconnected("the announced message did not follow")
+        if announced is not None:
+            replies = announced[1]
         else:
-            self.transport.write(head + b"DATA\r\n")
-        await reader.drain()
-        replies = await reader.collect(4 if resetting else 3, self.timeout)
-        if resetting:
-            reset, replies = _nth(replies, 0), replies[1:]
-            if reset.code == 421:
-                raise aiosmtplib.SMTPResponseException(reset.code, reset.message)
+            head, extra = self._head(envelope)
+            if self.chunking:
+                body = b"BDAT %d LAST\r\n" % len(envelope.message)
+                self.transport.write(b"".join((head, body, envelope.message)))
+            else:
+                self.transport.write(head + b"DATA\r\n")
+            await reader.drain()
+            replies = self._after_reset(await reader.collect(extra + 3, self.timeout), extra)
         if len(replies) == 3 and _accepted(replies, chunking=self.chunking):
             if self.chunking:
                 return self._finished(replies[2])
-            self.transport.write(payload)
-            await reader.drain()
-            return self._finished(_nth(await reader.collect(1, self.timeout), 0))
+            return await self._content(envelope, then)
         if not self.chunking and len(replies) == 3 and replies[2].code == 354:
             # The server opened DATA although the envelope failed: end it with no content.
             self.transport.write(b".\r\n")
             await reader.collect(1, self.timeout)
         self.reset_pending = True
-        raise _refusal(replies, mail_from, rcpt_to)
+        raise _refusal(replies, envelope.mail_from, envelope.rcpt_to)
+
+    async def _content(self, envelope: Envelope, then: Envelope | None) -> aiosmtplib.SMTPResponse:
+        """Write the content (and announce `then`); the final reply to the content."""
+        reader = self.reader
+        if then is None:
+            self.transport.write(envelope.payload)
+            await reader.drain()
+            return self._finished(_nth(await reader.collect(1, self.timeout), 0))
+        head, extra = self._head(then)
+        self.transport.write(b"".join((envelope.payload, head, b"DATA\r\n")))
+        await reader.drain()
+        replies = await reader.collect(1 + extra + 3, self.timeout)
+        final = _nth(replies, 0)
+        try:
+            self.announced = (then, self._after_reset(replies[1:], extra))
+        except aiosmtplib.SMTPException:
+            self.abort()  # a 421 to the RSET: the server is closing
+        return self._finished(final)
+
+    def announced_for(self, mail_from: str, rcpt_to: str, message: bytes) -> Envelope | None:
+        """The envelope announced with the last message, if it is this one."""
+        announced = self.announced
+        if announced is None:
+            return None
+        envelope = announced[0]
+        if envelope.message is message and (envelope.mail_from, envelope.rcpt_to) == (
+            mail_from,
+            rcpt_to,
+        ):
+            return envelope
+        return None
+
+    def _head(self, envelope: Envelope) -> tuple[bytes, int]:
+        """MAIL and RCPT (after an RSET when the last transaction failed); the replies the
+        RSET adds."""
+        size = f" SIZE={len(envelope.message)}" if self.size else ""
+        head = f"MAIL FROM:<{envelope.mail_from}>{size}\r\nRCPT TO:<{envelope.rcpt_to}>\r\n"
+        if self.reset_pending:
+            self.reset_pending = False
+            return b"RSET\r\n" + head.encode("ascii"), 1
+        return head.encode("ascii"), 0
+
+    @staticmethod
+    def _after_reset(
+        replies: list[aiosmtplib.SMTPResponse], extra: int
+    ) -> list[aiosmtplib.SMTPResponse]:
+        if extra:
+            reset = _nth(replies, 0)
+            if reset.code == 421:
+                raise aiosmtplib.SMTPResponseException(reset.code, reset.message)
+            return replies[1:]
+        return replies
 
     def _finished(self, reply: aiosmtplib.SMTPResponse) -> aiosmtplib.SMTPResponse:
+        # A refused content ends the transaction as an accepted one does: no RSET needed.
         if reply.code != 250:
-            self.reset_pending = True
             raise aiosmtplib.SMTPDataError(reply.code, reply.message)
         return reply
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Protocol
+from collections.abc import Awaitable
+from typing import NamedTuple, Protocol, TypeVar
 
 from app.delivery.adaptive import ConnectionTuner
 from app.delivery.classify import Outcome, Verdict
@@ -19,7 +20,7 @@ from app.delivery.metrics import SMTP_LATENCY
 from app.delivery.outcomes import Job, Kind, Result
 from app.delivery.ratecap import Capped, Hold
 from app.delivery.retry import Backoff, RetryPolicy, Step
-from app.delivery.transport import Transport, TransportFactory
+from app.delivery.transport import Outgoing, Transport, TransportFactory
 from app.delivery.writer import OutcomeWriter
 from app.models import IssueStatus
 from app.rendering.prepared import PreparedIssue, Recipient
@@ -27,7 +28,8 @@ from app.rendering.prepared import PreparedIssue, Recipient
 logger = logging.getLogger("broadsheet.delivery")
 
 TUNE_SECONDS = 0.1  # how often the tuner looks at the pool
-DRAIN_SECONDS = 12.0  # senders, then the final flush: well inside the 30 s SIGTERM budget
+DRAIN_SECONDS = 12.0
+_T = TypeVar("_T")  # senders, then the final flush: well inside the 30 s SIGTERM budget
 _SENDING = IssueStatus.sending.value
 # Kinds whose row keeps the Message-ID of the message that went out.
 _WITH_MESSAGE_ID = frozenset({Kind.sent, Kind.bounced, Kind.failed, Kind.policy})
@@ -85,7 +87,8 @@ class SenderPool:
         self.low_water = low_water
         self.queue: asyncio.Queue[Job | None] = asyncio.Queue()
         self.queue_low = asyncio.Event()
-        self.in_flight: dict[asyncio.Task[None], Job] = {}
+        # Per sender: the job being sent, and the next one when it was announced with it.
+        self.in_flight: dict[asyncio.Task[None], list[Job]] = {}
         self.stopping = False
         self.tasks: list[asyncio.Task[None]] = []
 
@@ -137,7 +140,7 @@ class SenderPool:
             pass
 
     def held_issue_ids(self) -> set[int]:
-        return {job.issue_id for job in self.in_flight.values()}
+        return {job.issue_id for jobs in self.in_flight.values() for job in jobs}
 
     def busy(self) -> bool:
         return bool(self.in_flight) or not self.queue.empty()
@@ -163,7 +166,7 @@ class SenderPool:
             for task in stuck:
                 task.cancel()
             await asyncio.gather(*self.tasks, return_exceptions=True)
-        for job in self.in_flight.values():
+        for job in (job for jobs in self.in_flight.values() for job in jobs):
             # Cut off mid-send: unknown whether it went out; give it back (it may repeat).
             self.writer.add(Result(Kind.release, job, reply="interrupted at shutdown"))
         self.in_flight.clear()
@@ -175,44 +178,76 @@ class SenderPool:
     async def _sender(self, transport: Transport) -> None:
         task = asyncio.current_task()
         assert task is not None
-        queue = self.queue
         try:
             while True:
                 if self.retiring > 0:
                     self.retiring -= 1
                     return
-                job = await queue.get()
-                if queue.qsize() < self.low_water:
-                    self.queue_low.set()
+                job = await self.queue.get()
+                self._took()
                 if job is None:
                     return
-                self.in_flight[task] = job
+                held = self.in_flight[task] = [job]
                 try:
-                    await self._send(transport, job)
-                except Exception as exc:  # a bug; never lose the row over it
-                    logger.exception("sending delivery %d failed unexpectedly", job.id)
-                    # Counted as an attempt, so a row that always fails ends `failed`.
-                    reply = f"internal error: {type(exc).__name__}: {exc}"[:500]
-                    outcome = Outcome(Verdict.retry, None, reply)
-                    step = self.policy.settle(outcome, job.attempts, self.backoff)
-                    self.writer.add(_result(job, outcome, step, None))
+                    await self._run(transport, held)
                 finally:
                     self.in_flight.pop(task, None)
         finally:
             await transport.close()
 
-    async def _send(self, transport: Transport, job: Job) -> None:
+    def _took(self) -> None:
+        if self.queue.qsize() < self.low_water:
+            self.queue_low.set()
+
+    def _take_next(self) -> Job | None:
+        """The next job when one waits already (never while stopping)."""
+        if self.stopping or self.queue.empty():
+            return None
+        job = self.queue.get_nowait()
+        self._took()
+        if job is None:
+            self.queue.put_nowait(None)  # a stop for whichever sender asks next
+        return job
+
+    async def _run(self, transport: Transport, held: list[Job]) -> None:
+        """Send `held[0]`; while mail waits, each next message is announced with the one
+        before (its envelope goes out with that one's content: one round trip less)."""
+        ready = await self._guarded(held[0], self._ready(held[0]))
+        while ready is not None:
+            after: _Ready | None = None
+            upcoming = self._take_next()
+            if upcoming is not None:
+                held.append(upcoming)
+                after = await self._guarded(upcoming, self._ready(upcoming))
+            await self._guarded(ready.job, self._deliver(transport, ready, after))
+            held.remove(ready.job)
+            ready = after
+
+    async def _guarded(self, job: Job, step: Awaitable[_T]) -> _T | None:
+        try:
+            return await step
+        except Exception as exc:  # a bug; never lose the row over it
+            logger.exception("sending delivery %d failed unexpectedly", job.id)
+            # Counted as an attempt, so a row that always fails ends `failed`.
+            reply = f"internal error: {type(exc).__name__}: {exc}"[:500]
+            outcome = Outcome(Verdict.retry, None, reply)
+            step_ = self.policy.settle(outcome, job.attempts, self.backoff)
+            self.writer.add(_result(job, outcome, step_, None))
+            return None
+
+    async def _ready(self, job: Job) -> _Ready | None:
+        """The message for `job`, or None when it is not to go now (its result written)."""
         writer = self.writer
         if self.stopping:
             writer.add(Result(Kind.release, job, reply="released at shutdown"))
-            return
+            return None
         if not self.book.is_sending(job.issue_id):
             writer.add(Result(Kind.release, job, reply="issue not sending"))
-            return
+            return None
         backoff = self.backoff
         if backoff.is_down:
             writer.add(Result(Kind.release, job, reply="SMTP unreachable", retry_in=backoff.delay))
-            return
+            return None
         if writer.full:
             await writer.wait_for_room()
         prepared = self.book.prepared[job.issue_id]
@@ -222,7 +257,7 @@ class SenderPool:
                 # Over a cap: back to the queue, due later, no attempt used and no
                 # connection held meanwhile (the claim skips its domain until then).
                 writer.add(Result(Kind.release, job, reply=capped.reason, retry_in=capped.wait))
-                return
+                return None
         message_id = prepared.message_id(job.id)
         try:
             data = prepared.personalise(
@@ -232,14 +267,25 @@ class SenderPool:
             logger.exception("delivery %d: the message could not be built", job.id)
             reply = f"could not build the message: {type(exc).__name__}: {exc}"[:500]
             writer.add(Result(Kind.failed, job, reply=reply))
-            return
+            return None
+        return _Ready(job, Outgoing(prepared.envelope_from, job.email, data), message_id)
+
+    async def _deliver(self, transport: Transport, ready: _Ready, after: _Ready | None) -> None:
         started = time.perf_counter()
-        outcome = await transport.send(prepared.envelope_from, job.email, data)
+        message = ready.message
+        then = after.message if after is not None else None
+        outcome = await transport.send(*message, then=then)
         self.tuner.observe(outcome)
         if not outcome.before_send:
             SMTP_LATENCY.observe(time.perf_counter() - started)
-        step = self.policy.settle(outcome, job.attempts, backoff)
-        writer.add(_result(job, outcome, step, message_id))
+        step = self.policy.settle(outcome, ready.job.attempts, self.backoff)
+        self.writer.add(_result(ready.job, outcome, step, ready.message_id))
+
+
+class _Ready(NamedTuple):
+    job: Job
+    message: Outgoing
+    message_id: str
 
 
 def _result(job: Job, outcome: Outcome, step: Step, message_id: str | None) -> Result:

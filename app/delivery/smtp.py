@@ -15,7 +15,7 @@ from typing import Any
 
 import aiosmtplib
 
-from app.delivery.pipeline import PipelinedSession
+from app.delivery.pipeline import Envelope, PipelinedSession
 from app.settings import SmtpTarget
 
 logger = logging.getLogger("broadsheet.smtp")
@@ -83,6 +83,16 @@ async def _data_prepared(
     except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
         client.close()
         raise
+
+
+def _envelope(
+    session: PipelinedSession, mail_from: str, rcpt_to: str, data: bytes
+) -> Envelope | None:
+    """The message for the fast path, or None when it must take the classic exchange."""
+    payload = data_payload(data)
+    if payload is None or not session.accepts(mail_from, rcpt_to):
+        return None
+    return Envelope(mail_from, rcpt_to, data, payload)
 
 
 class SmtpConnection:
@@ -161,17 +171,29 @@ class SmtpConnection:
             await client.ehlo()
         self._session = PipelinedSession.take_over(client, timeout=self.timeout)
 
-    async def sendmail(self, mail_from: str, rcpt_to: str, data: bytes) -> aiosmtplib.SMTPResponse:
+    async def sendmail(
+        self,
+        mail_from: str,
+        rcpt_to: str,
+        data: bytes,
+        *,
+        then: tuple[str, str, bytes] | None = None,
+    ) -> aiosmtplib.SMTPResponse:
         """Send one message to one recipient; the server's reply to DATA (or BDAT).
 
+        `then` (sender, recipient, message): the message of the next call, which a
+        pipelined session announces behind this one's content.
         Raises aiosmtplib errors (see `classify.classify_exception`) or SmtpUnavailable.
         """
         client = await self.connect()
         session = self._session
         if session is not None:
-            payload = data_payload(data)
-            if payload is not None and session.accepts(mail_from, rcpt_to):
-                return await session.send(mail_from, rcpt_to, data, payload)
+            envelope = session.announced_for(mail_from, rcpt_to, data) or _envelope(
+                session, mail_from, rcpt_to, data
+            )
+            if envelope is not None:
+                upcoming = _envelope(session, *then) if then is not None else None
+                return await session.send(envelope, then=upcoming)
             # A message or an address the fast path does not take: a classic exchange on
             # a new connection (rare: messages are built CRLF, addresses checked).
             await self.close()

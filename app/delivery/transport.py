@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import aiosmtplib
 
@@ -23,11 +23,27 @@ from app.settings import Settings
 logger = logging.getLogger("broadsheet.delivery")
 
 
+class Outgoing(NamedTuple):
+    """One message to one recipient, as it goes on the wire."""
+
+    envelope_from: str
+    recipient: str
+    message: bytes
+
+
 class Transport(Protocol):
     """Where the engine and the outbox hand a message over; the channel opens on demand."""
 
-    async def send(self, envelope_from: str, recipient: str, message: bytes) -> Outcome:
-        """Offer one message to one recipient (opening the channel first if needed)."""
+    async def send(
+        self, envelope_from: str, recipient: str, message: bytes, *, then: Outgoing | None = None
+    ) -> Outcome:
+        """Offer one message to one recipient (opening the channel first if needed).
+
+        `then`: the message the caller sends next on this channel, whatever this one's
+        outcome. A transport may announce it along with this one (a pipelining SMTP
+        session sends its envelope right behind this message's content); the next call
+        must then be for exactly that message.
+        """
         ...
 
     async def close(self) -> None:
@@ -45,10 +61,12 @@ class SmtpTransport:
     def __init__(self, connection: SmtpConnection) -> None:
         self.connection = connection
 
-    async def send(self, envelope_from: str, recipient: str, message: bytes) -> Outcome:
+    async def send(
+        self, envelope_from: str, recipient: str, message: bytes, *, then: Outgoing | None = None
+    ) -> Outcome:
         connection = self.connection
         try:
-            response = await connection.sendmail(envelope_from, recipient, message)
+            response = await connection.sendmail(envelope_from, recipient, message, then=then)
         except SmtpUnavailable as exc:
             return _unavailable(exc)
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:

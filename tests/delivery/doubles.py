@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from app.delivery.classify import Outcome, Verdict
 from app.delivery.outcomes import Claim, Job, Kind, OutboxItem, Result
 from app.delivery.store import PolicyRun
-from app.delivery.transport import Transport, TransportFactory
+from app.delivery.transport import Outgoing, Transport, TransportFactory
 from app.models import Issue, Newsletter
 from app.rendering.prepared import freeze_issue
 from app.settings import Settings
@@ -166,7 +166,9 @@ class ScriptedTransport:
         self.delay = delay
         self.closed = False
 
-    async def send(self, envelope_from: str, recipient: str, message: bytes) -> Outcome:
+    async def send(
+        self, envelope_from: str, recipient: str, message: bytes, *, then: Outgoing | None = None
+    ) -> Outcome:
         await asyncio.sleep(self.delay)  # a round trip: other tasks run meanwhile
         self.sends.append((recipient, message))
         answers = self.script.get(recipient)

@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from app.delivery.classify import Verdict
+from app.delivery.classify import Outcome, Verdict
 from app.delivery.pipeline import PipelinedSession
 from app.delivery.smtp import SmtpConnection
-from app.delivery.transport import SmtpTransport
+from app.delivery.transport import Outgoing, SmtpTransport
 from app.settings import parse_smtp_url
 from tests.delivery.faulty_smtp import DROP, FaultyServer
 from tests.delivery.real_mta import PostfixRelay, SmtpSink
@@ -38,6 +39,15 @@ def transport_to(url: str, *, pipelining: bool = True) -> SmtpTransport:
 
 def session_of(transport: SmtpTransport) -> PipelinedSession | None:
     return transport.connection._session
+
+
+@pytest.fixture
+def pipelining() -> Iterator[FaultyServer]:
+    faulty = FaultyServer()
+    faulty.sink.pipelining = True
+    faulty.start()
+    yield faulty
+    faulty.stop()
 
 
 @pytest.fixture(params=["classic", "pipelining"])
@@ -122,6 +132,108 @@ async def test_a_connection_dropped_at_each_step_is_a_retry_and_the_next_send_re
     finally:
         await transport.close()
     assert [m.data for m in server.sink.to("after@example.com")] == [MESSAGE]
+
+
+def count_round_trips(transport: SmtpTransport) -> list[int]:
+    """Counts the session's reads of replies (one per round trip) from now on."""
+    session = session_of(transport)
+    assert session is not None
+    reads = [0]
+    collect = session.reader.collect
+
+    async def counted(count: int, timeout: float) -> list[Any]:
+        reads[0] += 1
+        return await collect(count, timeout)
+
+    session.reader.collect = counted  # type: ignore[method-assign]
+    return reads
+
+
+async def send_chain(transport: SmtpTransport, recipients: list[str]) -> list[Outcome]:
+    """Each message announced with the one before, as the sender pool does under load."""
+    messages = [Outgoing(FROM, rcpt, MESSAGE + rcpt.encode() + b"\r\n") for rcpt in recipients]
+    outcomes = []
+    for n, message in enumerate(messages):
+        then = messages[n + 1] if n + 1 < len(messages) else None
+        outcomes.append(await transport.send(*message, then=then))
+    return outcomes
+
+
+async def test_announcing_the_next_message_makes_it_one_round_trip_a_message(
+    pipelining: FaultyServer,
+) -> None:
+    transport = transport_to(pipelining.url)
+    recipients = [f"c{n}@example.com" for n in range(10)]
+    try:
+        assert (await transport.send(FROM, "warm@example.com", MESSAGE)).verdict is Verdict.sent
+        reads = count_round_trips(transport)
+        outcomes = await send_chain(transport, recipients)
+        round_trips = reads[0]
+    finally:
+        await transport.close()
+    assert [o.verdict for o in outcomes] == [Verdict.sent] * 10
+    assert round_trips == 11  # the first envelope, then one per message (unchained: 20)
+    for rcpt in recipients:
+        assert [m.data for m in pipelining.sink.to(rcpt)] == [MESSAGE + rcpt.encode() + b"\r\n"]
+
+
+@pytest.mark.parametrize(
+    ("stage", "reply", "verdict"),
+    [
+        ("mail", "451 4.3.0 try later", Verdict.retry),
+        ("rcpt", "550 5.1.1 no such user", Verdict.bounce),
+        ("data", "554 5.6.0 content refused", Verdict.bounce),
+        ("rcpt", "421 4.3.2 closing", Verdict.unreachable),
+        ("rcpt", DROP, Verdict.retry),
+    ],
+)
+async def test_a_refusal_inside_a_chain_ends_only_that_message(
+    pipelining: FaultyServer, stage: str, reply: str, verdict: Verdict
+) -> None:
+    recipients = [f"c{n}@example.com" for n in range(6)]
+    bad = recipients[3]
+    if stage == "mail":
+        pipelining.sink.add("mail", reply, attempts=[0])  # every MAIL: the chain's 4th below
+    else:
+        pipelining.sink.add(stage, reply, to=[bad])
+    transport = transport_to(pipelining.url)
+    try:
+        if stage == "mail":
+            pipelining.sink.rules.clear()
+            outcomes = await send_chain(transport, recipients[:3])
+            pipelining.sink.add("mail", reply)
+            outcomes += await send_chain(transport, [bad])
+            pipelining.sink.rules.clear()
+            outcomes += await send_chain(transport, recipients[4:])
+        else:
+            outcomes = await send_chain(transport, recipients)
+    finally:
+        await transport.close()
+    expected = [Verdict.sent] * 6
+    expected[3] = verdict
+    assert [o.verdict for o in outcomes] == expected, outcomes
+    assert not pipelining.sink.to(bad)
+    for rcpt in recipients[:3] + recipients[4:]:
+        assert len(pipelining.sink.to(rcpt)) == 1, rcpt
+
+
+async def test_an_announced_message_that_does_not_follow_is_never_delivered(
+    pipelining: FaultyServer,
+) -> None:
+    transport = transport_to(pipelining.url)
+    try:
+        first = await transport.send(
+            FROM, "a@example.com", MESSAGE, then=Outgoing(FROM, "never@example.com", MESSAGE)
+        )
+        assert first.verdict is Verdict.sent
+        other = await transport.send(FROM, "b@example.com", MESSAGE)
+        assert other.verdict is Verdict.retry  # the connection had to go
+        again = await transport.send(FROM, "b@example.com", MESSAGE)
+        assert again.verdict is Verdict.sent
+    finally:
+        await transport.close()
+    assert not pipelining.sink.to("never@example.com")
+    assert len(pipelining.sink.to("b@example.com")) == 1
 
 
 async def test_an_address_the_fast_path_cannot_quote_takes_the_classic_exchange(
