@@ -70,13 +70,18 @@ class Bucket:
     """This worker's view of one shared bucket."""
 
     def __init__(
-        self, name: str, rate: float, sessionmaker: async_sessionmaker[AsyncSession]
+        self,
+        name: str,
+        rate: float,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        burst: float = 0.2,
     ) -> None:
         self.name = name
         self.rate = rate
-        # The bucket holds at most a fifth of a second of sends (at least one), and a
-        # worker takes at most that much at once, so bursts stay small.
-        self.capacity = max(1.0, rate * 0.2)
+        # The bucket holds at most `burst` seconds of sends (at least one), and a worker
+        # takes at most that much at once, so bursts stay small.
+        self.capacity = max(1.0, rate * burst)
         self.sessionmaker = sessionmaker
         self.local = 0
         # Wall-clock seconds before which the shared bucket is known to be empty, so a
@@ -110,6 +115,10 @@ class Bucket:
                 granted, wait = await self._take(math.ceil(self.capacity))
                 self.local += granted
                 if self.local < 1:
+                    # Held back until the bucket is about full again, not just until its
+                    # next token: the claim skips the domain meanwhile, and then takes
+                    # a bucketful's worth of its deliveries at once.
+                    wait = max(wait, (self.capacity - 1) / self.rate)
                     self.empty_until = utcnow().timestamp() + wait
                     return wait
         return 0.0
@@ -148,8 +157,12 @@ class RateCap:
         self.global_bucket = (
             Bucket(GLOBAL, settings.send_rate, sessionmaker) if settings.send_rate > 0 else None
         )
+        # A recipient domain's bucket holds a second of sends ("50 a second" allows 50 in
+        # any one second), and a domain that ran dry is held back until it is about full:
+        # the claim that skips it reads every queued row of the send, so it runs about
+        # once a second per worker this way, not once per token.
         self.domains = {
-            domain: Bucket(f"domain:{domain}", rate, sessionmaker)
+            domain: Bucket(f"domain:{domain}", rate, sessionmaker, burst=1.0)
             for domain, rate in settings.domain_rate_caps.items()
             if rate > 0
         }

@@ -1,37 +1,30 @@
-"""The delivery engine's queries: claim, leases, outcomes (used by `sqlstore.SqlStore`).
+"""The delivery engine's queries: leases, outcomes (used by `sqlstore.SqlStore`).
 
 The hot path (claim, record outcomes) uses Core statements returning plain tuples:
-no ORM object per recipient, one statement per batch, never one per message. The send
-API's queries (enqueue, cancel, requeue, progress) are in `send_repository`, the rate
-cap's in `quota_repository`.
+no ORM object per recipient, one statement per batch, never one per message. The claim
+is in `claim_repository`, the send API's queries (enqueue, cancel, requeue, progress) in
+`send_repository`, the send caps' in `quota_repository`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
-from typing import Any, NamedTuple, cast
+from datetime import datetime
+from typing import Any, cast
 
 from sqlalchemy import (
-    BigInteger,
-    Integer,
-    String,
     Table,
     and_,
     bindparam,
     exists,
-    func,
     literal,
     or_,
     select,
-    text,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.kit.db import UTCDateTime
-from app.kit.sql import dialect_name, rowcount
+from app.kit.sql import rowcount
 from app.models import (
     Delivery,
     DeliveryStatus,
@@ -52,187 +45,7 @@ SUP = cast(Table, Suppression.__table__)
 PENDING = (DeliveryStatus.queued.value, DeliveryStatus.sending.value)
 
 
-# The subscription status a claimed delivery reports when its subscription is gone.
-DELETED = "deleted"
-
-
-class Claimed(NamedTuple):
-    """One claimed delivery with what the send needs and the send-time checks."""
-
-    id: int
-    issue_id: int
-    subscription_id: int
-    attempts: int
-    email: str
-    name: str
-    subscription_status: str
-    suppressed: bool
-
-
-# -- claim ----------------------------------------------------------------------------------
-
-_PG_CLAIM = text(
-    """
-    WITH claimed AS (
-        UPDATE delivery
-        SET status = 'sending', lease_owner = :owner, lease_expires_at = :expires
-        WHERE status = 'queued' AND id = ANY(ARRAY(
-            -- Keyset order (only ids above the last one this worker claimed) keeps each
-            -- batch an index range scan instead of a join over the whole table;
-            -- SKIP LOCKED lets any number of workers claim at once without overlap.
-            SELECT id FROM delivery
-            WHERE status = 'queued'
-              AND issue_id = ANY(:issues)
-              AND id > :after
-              AND (next_attempt_at IS NULL OR next_attempt_at <= :now)
-            ORDER BY id
-            LIMIT :limit
-            FOR UPDATE SKIP LOCKED
-        ))
-        RETURNING id, issue_id, subscription_id, attempts
-    )
-    -- LEFT JOIN: a subscription deleted while its send was being enqueued leaves a
-    -- delivery with nobody behind it (no foreign key), which the engine skips.
-    SELECT c.id, c.issue_id, c.subscription_id, c.attempts,
-           COALESCE(sb.email, ''), COALESCE(sb.name, ''), COALESCE(s.status, :deleted),
-           EXISTS (SELECT 1 FROM suppression x WHERE x.email = sb.email) AS suppressed
-    FROM claimed c
-    LEFT JOIN subscription s ON s.id = c.subscription_id
-    LEFT JOIN subscriber sb ON sb.id = s.subscriber_id
-    ORDER BY c.id
-    """
-).bindparams(
-    bindparam("owner", type_=String),
-    bindparam("expires", type_=UTCDateTime),
-    bindparam("now", type_=UTCDateTime),
-    bindparam("issues", type_=ARRAY(BigInteger)),
-    bindparam("after", type_=BigInteger),
-    bindparam("limit", type_=Integer),
-    bindparam("deleted", value=DELETED, type_=String),
-)
-
-
-async def claim_batch(
-    session: AsyncSession,
-    *,
-    owner: str,
-    issue_ids: Sequence[int],
-    after_id: int,
-    limit: int,
-    lease_seconds: float,
-    now: datetime,
-    skip_domains: Sequence[str] = (),
-) -> list[Claimed]:
-    """Lease up to `limit` due queued deliveries of the given (sending) issues, by id.
-
-    Deliveries to an address in `skip_domains` (recipient domains over their cap) are
-    left queued.
-    """
-    expires = now + timedelta(seconds=lease_seconds)
-    if dialect_name(session) == "postgresql" and not skip_domains:
-        result = await session.execute(
-            _PG_CLAIM,
-            {
-                "owner": owner,
-                "expires": expires,
-                "now": now,
-                "issues": list(issue_ids),
-                "after": after_id,
-                "limit": limit,
-            },
-        )
-        return [Claimed(*row) for row in result.all()]
-    return await _claim_core(
-        session,
-        owner=owner,
-        issue_ids=issue_ids,
-        after_id=after_id,
-        limit=limit,
-        expires=expires,
-        now=now,
-        skip_domains=skip_domains,
-    )
-
-
-def _not_to_domains(domains: Sequence[str]) -> Any:
-    """The delivery's address is in none of `domains` (one short list, matched per row by
-    the subscription's and subscriber's primary keys; a delivery whose subscription is
-    gone matches nothing, so it is still claimed, and skipped)."""
-    email = func.lower(SB.c.email)
-    to_them = (
-        select(literal(1))
-        .select_from(S.join(SB, SB.c.id == S.c.subscriber_id))
-        .where(
-            S.c.id == D.c.subscription_id,
-            or_(*(email.endswith(f"@{domain}", autoescape=True) for domain in domains)),
-        )
-    )
-    return ~exists(to_them)
-
-
-async def _claim_core(
-    session: AsyncSession,
-    *,
-    owner: str,
-    issue_ids: Sequence[int],
-    after_id: int,
-    limit: int,
-    expires: datetime,
-    now: datetime,
-    skip_domains: Sequence[str],
-) -> list[Claimed]:
-    # SQLite: one worker process and one writer at a time, so a plain UPDATE on a
-    # subquery is the claim; RETURNING may only name the updated table, hence a second
-    # (indexed) read for the address and the send-time checks. PostgreSQL comes this way
-    # only while a recipient domain is held back, its SKIP LOCKED keeping workers apart.
-    due = (
-        select(D.c.id)
-        .where(
-            D.c.status == DeliveryStatus.queued.value,
-            D.c.issue_id.in_(list(issue_ids)),
-            D.c.id > after_id,
-            or_(D.c.next_attempt_at.is_(None), D.c.next_attempt_at <= now),
-            *([_not_to_domains(skip_domains)] if skip_domains else []),
-        )
-        .order_by(D.c.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    claimed = await session.execute(
-        update(D)
-        .where(D.c.id.in_(due.scalar_subquery()))
-        .values(status=DeliveryStatus.sending.value, lease_owner=owner, lease_expires_at=expires)
-        .returning(D.c.id)
-    )
-    ids = [row[0] for row in claimed.all()]
-    if not ids:
-        return []
-    return await _claimed_details(session, ids)
-
-
-async def _claimed_details(session: AsyncSession, ids: Sequence[int]) -> list[Claimed]:
-    """The address and the send-time checks of freshly claimed rows (SQLite's second read)."""
-    details = await session.execute(
-        select(
-            D.c.id,
-            D.c.issue_id,
-            D.c.subscription_id,
-            D.c.attempts,
-            func.coalesce(SB.c.email, ""),
-            func.coalesce(SB.c.name, ""),
-            func.coalesce(S.c.status, DELETED),
-            exists().where(SUP.c.email == SB.c.email).label("suppressed"),
-        )
-        .select_from(
-            # Outer joins, as on PostgreSQL above: a delivery of a deleted subscription.
-            D.outerjoin(S, S.c.id == D.c.subscription_id).outerjoin(
-                SB, SB.c.id == S.c.subscriber_id
-            )
-        )
-        .where(D.c.id.in_(ids))
-        .order_by(D.c.id)
-    )
-    return [Claimed(*row) for row in details.all()]
+# -- issues ---------------------------------------------------------------------------------
 
 
 async def sending_issue_ids(session: AsyncSession) -> list[int]:

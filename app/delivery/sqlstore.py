@@ -15,7 +15,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from app.delivery import repository
+from app.delivery import claim_repository, repository
 from app.delivery.outcomes import Claim, Job, Kind, OutboxItem, Result
 from app.delivery.store import PolicyRun
 from app.kit.clock import utcnow
@@ -123,7 +123,7 @@ class SqlStore:
         skip_domains: Sequence[str] = (),
     ) -> list[Claim]:
         async with self.sessionmaker() as session, session.begin():
-            rows = await repository.claim_batch(
+            rows = await claim_repository.claim_batch(
                 session,
                 owner=owner,
                 issue_ids=issue_ids,

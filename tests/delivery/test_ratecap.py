@@ -70,25 +70,26 @@ async def test_a_capped_domain_answers_at_once_and_spreads_what_it_holds_back(
     cap = RateCap(faulty_settings(domain_rates="slow.example=10"), sessionmaker)
     for _ in range(5):  # uncapped: no bucket
         assert await cap.try_acquire("someone@fast.example", "news@example.com") is None
-    # A new bucket starts empty: held back, without waiting, until its first token.
+    # A new bucket starts empty: held back, without waiting, until it is about full (it
+    # holds a second of sends), and the claim leaves the domain alone until then.
     first = await cap.try_acquire("someone@SLOW.example", "news@example.com")
     assert first is not None
     assert first.reason == "held back: slow.example is at its DOMAIN_RATES rate"
-    assert first.wait == pytest.approx(0.1)
+    assert first.wait == pytest.approx(0.9)
     # Each further one is due a token later than the one before, not all at once.
     later = [await cap.try_acquire(f"r{i}@slow.example", "n@example.com") for i in range(3)]
-    assert [c.wait if c else None for c in later] == pytest.approx([0.2, 0.3, 0.4])
+    assert [c.wait if c else None for c in later] == pytest.approx([1.0, 1.1, 1.2])
     held = cap.held()
     assert held.recipient_domains == {"slow.example"}
     assert held.from_domains == set()
-    assert held.lifts_in == pytest.approx(0.1)
+    assert held.lifts_in == pytest.approx(0.9)
     # Other domains still go while it is held.
     assert await cap.try_acquire("someone@fast.example", "news@example.com") is None
 
-    clock.move(seconds=0.25)  # two tokens' worth (a fifth of a second, the bucket's size)
+    clock.move(seconds=1)  # a full bucket: ten
     assert cap.held().recipient_domains == set()
-    granted = [await cap.try_acquire("x@slow.example", "n@example.com") for _ in range(3)]
-    assert [g is None for g in granted] == [True, True, False]
+    granted = [await cap.try_acquire("x@slow.example", "n@example.com") for _ in range(11)]
+    assert [g is None for g in granted] == [True] * 10 + [False]
     assert await quota_names(sessionmaker) == ["domain:slow.example"]
 
 
