@@ -112,13 +112,27 @@ async def cancel_leftovers(session: AsyncSession, now: datetime) -> int:
 
 
 async def finish_issues(session: AsyncSession, issue_ids: Sequence[int], now: datetime) -> int:
-    """Issues with no queued or sending delivery left become `sent`."""
-    if not issue_ids:
+    """Issues with no queued or sending delivery left become `sent`.
+
+    The outcome writer asks after every batch, so "rows still queued" is answered first by
+    one probe: the issue's newest queued row, read backwards through
+    ix_delivery_issue_id_queued. Left to the NOT EXISTS below, PostgreSQL scanned the table
+    from its start (it expects a queued row at once) past every row already sent: 80 ms a
+    call with 40,000 of 1,000,000 sent, most of the database's CPU per message. Only an
+    issue with nothing queued goes on to the full check, in the UPDATE.
+    """
+    newest = select(D.c.id).where(D.c.status == DeliveryStatus.queued.value)
+    newest = newest.order_by(D.c.id.desc()).limit(1)
+    done: list[int] = []
+    for issue_id in issue_ids:
+        if (await session.execute(newest.where(D.c.issue_id == issue_id))).first() is None:
+            done.append(issue_id)
+    if not done:
         return 0
     pending = exists().where(D.c.issue_id == I.c.id, D.c.status.in_(PENDING))
     result = await session.execute(
         update(I)
-        .where(I.c.id.in_(list(issue_ids)), I.c.status == IssueStatus.sending.value, ~pending)
+        .where(I.c.id.in_(done), I.c.status == IssueStatus.sending.value, ~pending)
         .values(status=IssueStatus.sent.value, finished_at=now, sent_at=now, updated_at=now)
     )
     return rowcount(result)
