@@ -5,7 +5,8 @@
 - DOMAIN_RATES: one bucket per capped recipient domain (`domain:<name>`), never waited
   for. A delivery whose domain has no token goes back to the queue, due when its turn
   comes, without holding a connection, and the claimer leaves that domain's deliveries
-  in the queue until the bucket has a token again, so other mail sends on at full speed.
+  in the queue until the bucket is about full again, so other mail sends on at full
+  speed.
 - WARMUP (`warmup.py`): daily caps per From domain, held back the same way until the
   next UTC midnight.
 
@@ -104,7 +105,7 @@ class Bucket:
 
     async def ready(self) -> float:
         """0.0 when a token is in hand (not taken: the caller takes it), else the seconds
-        until the bucket has one; never waits for it."""
+        the domain is held back; never waits."""
         if self.local >= 1:
             return 0.0
         now = utcnow().timestamp()
