@@ -24,8 +24,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import text
+
 from bench import baselines, latency, report
-from bench.broadsheet import deployment, message_size
+from bench.broadsheet import Deployment, deployment, message_size
 from bench.database import fresh_database
 from bench.procs import MachineCpu, Processes, signals_as_exceptions
 from bench.sink import SmtpSink
@@ -77,6 +79,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="also: enqueue 1,000,000 on PostgreSQL and worker RSS at 10k vs 1M",
     )
     p.add_argument("--big-n", type=int, default=1_000_000)
+    p.add_argument(
+        "--big-vacuum",
+        action="store_true",
+        help="--big: VACUUM ANALYZE delivery after each enqueue (autovacuum is off here)",
+    )
     p.add_argument(
         "--big-timeout",
         type=float,
@@ -284,28 +291,44 @@ class Bench:
         return figures
 
     async def big(self) -> Figures:
-        """Once, not repeated: 1M enqueue on PostgreSQL; worker RSS for 10k vs 1M."""
+        """Once, not repeated: 1M enqueue on PostgreSQL; worker RSS and database CPU per
+        message draining 10k and then 1M queued deliveries, each enqueued before its clock
+        starts (with --big-vacuum, then VACUUM ANALYZE delivery, as autovacuum would)."""
         a = self.args
-        out: Figures = {}
+        out: Figures = {"vacuum_after_enqueue": a.big_vacuum}
         async with (
             fresh_database("postgresql", "big") as db,
             deployment(db, self.sink, self.processes, pool_size=a.pool_size) as dep,
         ):
             small_slug, _ = await dep.newsletter_with_subscribers(10_000)
-            issue_id = await dep.create_issue(small_slug)
-            out["send_10k"] = (await dep.send(issue_id, workers=1, timeout=300)).as_dict()
+            _, out["send_10k"] = await self.drain(dep, small_slug, timeout=300)
             t0 = time.monotonic()
             big_slug, _ = await dep.newsletter_with_subscribers(a.big_n)
             out["load_seconds"] = time.monotonic() - t0
-            issue_id = await dep.create_issue(big_slug)
-            seconds, recipients = await dep.enqueue_only(issue_id)
-            out["enqueue_1m"] = {"recipients": recipients, "seconds": seconds}
-            self.sink.forget_before(self.sink.count)
-            result = await dep.send(
-                issue_id, workers=1, timeout=a.big_timeout, already_enqueued=recipients
+            out["enqueue_1m"], out["send_1m"] = await self.drain(
+                dep, big_slug, timeout=a.big_timeout
             )
-            out["send_1m"] = result.as_dict()
         return out
+
+    async def drain(self, dep: Deployment, slug: str, *, timeout: float) -> tuple[Figures, Figures]:
+        """Enqueue a new issue of `slug` alone (timed), then one worker sends it all."""
+        issue_id = await dep.create_issue(slug)
+        seconds, recipients = await dep.enqueue_only(issue_id)
+        enqueue: Figures = {"recipients": recipients, "seconds": seconds}
+        if self.args.big_vacuum:
+            enqueue["vacuum_seconds"] = await vacuum_deliveries(dep)
+        self.sink.forget_before(self.sink.count)
+        result = await dep.send(issue_id, workers=1, timeout=timeout, already_enqueued=recipients)
+        return enqueue, result.as_dict()
+
+
+async def vacuum_deliveries(dep: Deployment) -> float:
+    """VACUUM ANALYZE delivery (outside a transaction, as it must run); its seconds."""
+    async with dep.engine.connect() as conn:
+        autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        t0 = time.monotonic()
+        await autocommit.execute(text("VACUUM ANALYZE delivery"))
+        return time.monotonic() - t0
 
 
 async def background_load(seconds: float = 0.5) -> float:
@@ -380,11 +403,11 @@ class Run:
         if not self.args.no_write:
             out: Path = self.args.out
             out.mkdir(parents=True, exist_ok=True)
-            suffix = "-big" if self.args.big else ""
+            suffix = ("-big-vacuum" if self.args.big_vacuum else "-big") if self.args.big else ""
             name = f"{self.started.date()}-{'-'.join(bench.dbs)}{suffix}.json"
             # A --big run on its own (--only none) must not replace the main table,
             # nor the latency stage run alone (python -m bench.latency).
-            table = "latest-big.md" if self.args.big else "latest.md"
+            table = f"latest{suffix}.md"
             if bench.only == {"latency"}:
                 name, table = f"{self.started.date()}-latency.json", "latest-latency.md"
             (out / name).write_text(json.dumps(result, indent=2) + "\n")
