@@ -159,13 +159,9 @@ class Envelope:
     message: bytes
     payload: bytes
 
-    def same(self, other: Envelope) -> bool:
-        """The same message to the same recipient (the bytes object itself, not a copy)."""
-        return (
-            self.message is other.message
-            and self.rcpt_to == other.rcpt_to
-            and self.mail_from == other.mail_from
-        )
+    def is_for(self, mail_from: str, rcpt_to: str, message: bytes) -> bool:
+        """The same message (the bytes object itself, not a copy) to the same recipient."""
+        return self.message is message and self.rcpt_to == rcpt_to and self.mail_from == mail_from
 
 
 class PipelinedSession:
@@ -230,7 +226,9 @@ class PipelinedSession:
         if reader.lost is not None:
             raise reader.lost
         announced, self.announced = self.announced, None
-        if announced is not None and not announced[0].same(envelope):
+        if announced is not None and not announced[0].is_for(
+            envelope.mail_from, envelope.rcpt_to, envelope.message
+        ):
             # What was announced did not follow: its DATA is open on the server, and only
             # closing the connection ends it without delivering anything.
             self.abort()
@@ -278,14 +276,8 @@ class PipelinedSession:
     def announced_for(self, mail_from: str, rcpt_to: str, message: bytes) -> Envelope | None:
         """The envelope announced with the last message, if it is this one."""
         announced = self.announced
-        if announced is None:
-            return None
-        envelope = announced[0]
-        if envelope.message is message and (envelope.mail_from, envelope.rcpt_to) == (
-            mail_from,
-            rcpt_to,
-        ):
-            return envelope
+        if announced is not None and announced[0].is_for(mail_from, rcpt_to, message):
+            return announced[0]
         return None
 
     def _head(self, envelope: Envelope) -> tuple[bytes, int]:
@@ -319,7 +311,11 @@ class PipelinedSession:
         self.transport.abort()
 
     async def quit(self) -> None:
-        """QUIT politely (a short wait at most), then close."""
+        """QUIT politely (a short wait at most), then close; with a message announced, its
+        DATA is open, so the connection is closed without a word (delivering nothing)."""
+        if self.announced is not None:
+            self.abort()
+            return
         try:
             if self.is_connected:
                 self.transport.write(b"QUIT\r\n")
