@@ -77,6 +77,7 @@ class SenderPool:
         self.size = size
         self.tuner = ConnectionTuner(size, ceiling or size, now=time.monotonic())
         self.retiring = 0  # senders asked to close their connection and end
+        self.spawned = 0
         self.tuning: asyncio.Task[None] | None = None
         self.transports = transports
         self.book = book
@@ -101,7 +102,8 @@ class SenderPool:
             self.tuning = asyncio.create_task(self._tune(), name="smtp-tuner")
 
     def _spawn(self) -> None:
-        name = f"smtp-{len(self.tasks)}"
+        self.spawned += 1
+        name = f"smtp-{self.spawned}"
         self.tasks.append(asyncio.create_task(self._sender(self.transports()), name=name))
 
     @property
@@ -116,6 +118,7 @@ class SenderPool:
             size = tuner.tick(time.monotonic(), waiting=self.queue.qsize() > 0)
             if size is None or self.stopping:
                 continue
+            self.tasks = [task for task in self.tasks if not task.done()]  # retired ones
             change = size - self.connections
             cancel = min(self.retiring, max(change, 0))
             self.retiring -= cancel
