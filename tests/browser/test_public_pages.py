@@ -66,6 +66,13 @@ async def _docs_rendered(page: Any) -> None:
     await page.get_by_text("/api/v1/newsletters/{slug}/subscribers", exact=True).first.wait_for()
 
 
+async def _images_in_view(page: Any) -> None:
+    # Story images load lazily: bring each into view, so that a slow machine cannot end
+    # the visit before Chromium asked for them (the visit then waits for the network).
+    for image in await page.locator("img.bs-story-image").all():
+        await image.scroll_into_view_if_needed()
+
+
 def public_pages(base_url: str, site: Site) -> dict[str, tuple[str, Action | None]]:
     pages: dict[str, tuple[str, Action | None]] = {
         "home": ("/", None),
@@ -76,7 +83,7 @@ def public_pages(base_url: str, site: Site) -> dict[str, tuple[str, Action | Non
         "unsubscribe": (site.unsubscribe_path, None),
         "unsubscribed": (site.unsubscribe_path, _unsubscribe),
         "archive": (site.archive_path, None),
-        "issue": (site.issue_path, None),
+        "issue": (site.issue_path, _images_in_view),
         "not-found": ("/newsletters/weekly/issues/99", None),
     }
     # The dashboard is checked too once it exists.
