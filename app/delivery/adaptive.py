@@ -22,8 +22,8 @@ from app.delivery.classify import Outcome, Verdict
 
 logger = logging.getLogger("broadsheet.delivery")
 
-WINDOW_SECONDS = 1.0
-SETTLE_SECONDS = 0.5  # the window after a change, not measured
+WINDOW_SECONDS = 0.5
+SETTLE_SECONDS = 0.3  # the window after a change, not measured
 MIN_ANSWERS = 20  # a window with fewer answers is extended (up to MAX_WINDOW_SECONDS)
 MAX_WINDOW_SECONDS = 5.0
 # A step must bring at least this share of the gain it could (linear in connections).
