@@ -139,8 +139,9 @@ class SmtpConnection:
         await client.connect()
         return client
 
-    async def connect(self) -> aiosmtplib.SMTP:
-        """The live client, connecting to the first target that answers."""
+    async def connect(self, *, pipelined: bool = True) -> aiosmtplib.SMTP:
+        """The live client, connecting to the first target that answers; `pipelined`:
+        hand a new connection to a pipelined session when the server can take one."""
         if self._client is not None and self.is_connected:
             return self._client
         await self.close()
@@ -159,14 +160,13 @@ class SmtpConnection:
                     logger.warning("SMTP failover: now sending through %s", target.describe())
                 self._client = client
                 self.target = target
-                await self._take_over(client)
+                if pipelined and self.pipelining:
+                    await self._take_over(client)
                 return client
         raise SmtpUnavailable("; ".join(errors), auth_refused=auth_refused)
 
     async def _take_over(self, client: aiosmtplib.SMTP) -> None:
         """Hand the connection to a pipelined session when the server can take one."""
-        if not self.pipelining:
-            return
         if client.is_ehlo_or_helo_needed:
             await client.ehlo()
         self._session = PipelinedSession.take_over(client, timeout=self.timeout)
@@ -197,11 +197,7 @@ class SmtpConnection:
             # A message or an address the fast path does not take: a classic exchange on
             # a new connection (rare: messages are built CRLF, addresses checked).
             await self.close()
-            self.pipelining, pipelining = False, self.pipelining
-            try:
-                return await self.sendmail(mail_from, rcpt_to, data)
-            finally:
-                self.pipelining = pipelining
+            client = await self.connect(pipelined=False)
         if client.is_ehlo_or_helo_needed:
             await client.ehlo()
         # The transaction by hand rather than `sendmail()`: our messages are already CRLF,

@@ -250,6 +250,7 @@ async def test_an_address_the_fast_path_cannot_quote_takes_the_classic_exchange(
     try:
         outcome = await transport.send(FROM, '"odd name"@example.com', MESSAGE)
         assert outcome.verdict is Verdict.sent, outcome
+        assert session_of(transport) is None  # a classic connection, not taken over
     finally:
         await transport.close()
     assert server.sink.messages[0].rcpt_tos == ['"odd name"@example.com']
